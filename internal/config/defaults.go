@@ -1,0 +1,98 @@
+package config
+
+import (
+	"os"
+	"strconv"
+	"time"
+)
+
+// Defaults of the stable core (SEMANTICS section 8).
+const (
+	DefaultDataDir            = "/var/lib/edged"
+	DefaultMaxOutOfOrderness  = Duration(2 * time.Second)
+	DefaultAllowedLateness    = Duration(0)
+	DefaultIdleTimeout        = Duration(30 * time.Second)
+	DefaultCheckpointInterval = Duration(time.Second)
+	DefaultFormat             = "json"
+	DefaultQoS                = 1
+	DefaultBaud               = 9600
+	DefaultKeyBy              = "sensor_metric"
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+)
+
+// DefaultAggregates are a window's aggregates when it lists none.
+var DefaultAggregates = []string{"count", "mean", "min", "max"}
+
+// hostname gives the default device id; a variable so tests can replace it.
+var hostname = os.Hostname
+
+// setDefaults fills in every value the file left out. A key written in the
+// file is never replaced, even with a zero value (qos = 0 and
+// idle_timeout = "0s" mean what they say); m tells which keys were written.
+func (c *Config) setDefaults(m *meta) {
+	unset := func(path string, zero bool) bool { return zero && !m.isSet(path) }
+
+	if c.Device.ID == "" {
+		if h, err := hostname(); err == nil {
+			c.Device.ID = h
+		}
+	}
+	if c.Device.DataDir == "" {
+		c.Device.DataDir = DefaultDataDir
+	}
+
+	p := &c.Pipeline
+	if unset("pipeline.max_out_of_orderness", p.MaxOutOfOrderness == 0) {
+		p.MaxOutOfOrderness = DefaultMaxOutOfOrderness
+	}
+	if unset("pipeline.allowed_lateness", p.AllowedLateness == 0) {
+		p.AllowedLateness = DefaultAllowedLateness
+	}
+	if unset("pipeline.idle_timeout", p.IdleTimeout == 0) {
+		p.IdleTimeout = DefaultIdleTimeout
+	}
+	if unset("pipeline.checkpoint_interval", p.CheckpointInterval == 0) {
+		p.CheckpointInterval = DefaultCheckpointInterval
+	}
+
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		at := "source." + strconv.Itoa(i) + "."
+		if s.Format == "" {
+			s.Format = DefaultFormat
+		}
+		if s.Type == "mqtt" && unset(at+"qos", s.QoS == 0) {
+			s.QoS = DefaultQoS
+		}
+		if s.Type == "serial" && unset(at+"baud", s.Baud == 0) {
+			s.Baud = DefaultBaud
+		}
+	}
+
+	for i := range c.Windows {
+		w := &c.Windows[i]
+		at := "window." + strconv.Itoa(i) + "."
+		if unset(at+"aggregates", len(w.Aggregates) == 0) {
+			w.Aggregates = append([]string(nil), DefaultAggregates...)
+		}
+		if w.KeyBy == "" {
+			w.KeyBy = DefaultKeyBy
+		}
+	}
+
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		at := "output." + strconv.Itoa(i) + "."
+		if o.Type == "mqtt" && unset(at+"qos", o.QoS == 0) {
+			o.QoS = DefaultQoS
+		}
+	}
+
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	}
+}

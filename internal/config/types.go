@@ -1,0 +1,130 @@
+package config
+
+// Config is a whole edged configuration file after defaults are applied.
+// The names under [device], [pipeline], [[source]], [[window]], [[detector]]
+// and [[output]] listed in SEMANTICS section 8 are the stable core: they keep
+// their meaning across releases.
+type Config struct {
+	Device    Device     `toml:"device"`
+	Pipeline  Pipeline   `toml:"pipeline"`
+	Sources   []Source   `toml:"source"`
+	Windows   []Window   `toml:"window"`
+	Detectors []Detector `toml:"detector"`
+	Outputs   []Output   `toml:"output"`
+	Log       Log        `toml:"log"`
+
+	// File is the path the config was read from ("" when built in code).
+	File string `toml:"-"`
+}
+
+// Device identifies the gateway.
+type Device struct {
+	// ID goes into every uplinked record. Default: the host name.
+	ID string `toml:"id"`
+	// DataDir holds the bbolt file. Default: "/var/lib/edged".
+	DataDir string `toml:"data_dir"`
+}
+
+// Pipeline holds the event-time settings shared by all windows.
+type Pipeline struct {
+	MaxOutOfOrderness  Duration `toml:"max_out_of_orderness"` // default 2s
+	AllowedLateness    Duration `toml:"allowed_lateness"`     // default 0s
+	IdleTimeout        Duration `toml:"idle_timeout"`         // default 30s; 0 disables idleness
+	CheckpointInterval Duration `toml:"checkpoint_interval"`  // default 1s
+}
+
+// Source is one input: an MQTT subscription, a serial port, a file, stdin or
+// the simulator.
+type Source struct {
+	Name   string `toml:"name"`   // required, unique
+	Type   string `toml:"type"`   // mqtt | serial | file | stdin | simulate
+	Format string `toml:"format"` // json | csv | influx | senml | nmea | kv | raw; default json
+
+	// MaxOutOfOrderness overrides [pipeline] max_out_of_orderness for this
+	// source when set.
+	MaxOutOfOrderness *Duration `toml:"max_out_of_orderness"`
+
+	// Decoder field mapping (see sensors.Options).
+	SensorField string   `toml:"sensor_field"`
+	MetricField string   `toml:"metric_field"`
+	ValueField  string   `toml:"value_field"`
+	TSField     string   `toml:"ts_field"`
+	TSUnit      string   `toml:"ts_unit"` // s | ms | us | ns | auto
+	Sensor      string   `toml:"sensor"`  // default sensor name for payloads that carry none
+	Columns     []string `toml:"columns"` // csv without header
+	Delimiter   string   `toml:"delimiter"`
+
+	// mqtt
+	Broker   string   `toml:"broker"`
+	Topics   []string `toml:"topics"`
+	QoS      int      `toml:"qos"` // default 1
+	ClientID string   `toml:"client_id"`
+	Username string   `toml:"username"`
+	Password string   `toml:"password"`
+
+	// serial
+	Port string `toml:"port"`
+	Baud int    `toml:"baud"` // default 9600 when type = serial
+
+	// file
+	Path string `toml:"path"`
+}
+
+// Window is one keyed event-time window with its aggregates.
+type Window struct {
+	Name       string   `toml:"name"`       // required, unique
+	Type       string   `toml:"type"`       // tumbling | sliding | session
+	Size       Duration `toml:"size"`       // tumbling, sliding
+	Slide      Duration `toml:"slide"`      // sliding
+	Gap        Duration `toml:"gap"`        // session
+	Offset     Duration `toml:"offset"`     // tumbling, sliding: shifts the epoch alignment
+	Aggregates []string `toml:"aggregates"` // count sum mean min max first last stddev range pNN; default ["count","mean","min","max"]
+
+	// AllowedLateness overrides [pipeline] allowed_lateness for this window.
+	AllowedLateness *Duration `toml:"allowed_lateness"`
+	// KeyBy chooses the key: "sensor_metric" (default: sensor, or
+	// sensor/metric when metric is set), "sensor", "metric", "source" or
+	// "global" (one key, "*").
+	KeyBy string `toml:"key_by"`
+
+	// Filter: globs (* and ?) the reading must match to enter the window.
+	// Empty means all.
+	Sensors     []string `toml:"sensors"`
+	Metrics     []string `toml:"metrics"`
+	FromSources []string `toml:"sources"`
+
+	// EarlyEvery, when set, emits partial results ("final": false) of open
+	// windows every so often in processing time.
+	EarlyEvery Duration `toml:"early_every"`
+}
+
+// Detector is one anomaly detector. Only the keys of the stable core are
+// defined here; the cep package documents the rest.
+type Detector struct {
+	Name  string   `toml:"name"`
+	Type  string   `toml:"type"` // threshold | zscore | mad | rate | flatline | deadman | range | pattern
+	Match string   `toml:"match"`
+	Above *float64 `toml:"above"`
+	Below *float64 `toml:"below"`
+	Sigma float64  `toml:"sigma"`
+	// Window is the rolling baseline of zscore and mad, in event time.
+	Window Duration `toml:"window"`
+	Alpha  float64  `toml:"alpha"`
+	Warmup int      `toml:"warmup"`
+}
+
+// Output is one destination of records.
+type Output struct {
+	Name   string `toml:"name"`
+	Type   string `toml:"type"` // mqtt | file | stdout
+	Broker string `toml:"broker"`
+	Topic  string `toml:"topic"`
+	QoS    int    `toml:"qos"` // default 1
+	Path   string `toml:"path"`
+}
+
+// Log configures the daemon's own logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error; default info
+	Format string `toml:"format"` // text | json; default text
+}
