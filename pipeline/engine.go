@@ -1,0 +1,269 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/edged/edged/sensors"
+)
+
+// Watermark values at the ends of time.
+const (
+	// MinWatermark is the watermark before any reading: nothing is late.
+	MinWatermark int64 = math.MinInt64
+	// MaxWatermark is the watermark at the end of bounded input: every
+	// window fires.
+	MaxWatermark int64 = math.MaxInt64
+)
+
+// SourceSpec declares an input whose watermark takes part in the minimum.
+type SourceSpec struct {
+	Name string
+	// MaxOutOfOrderness bounds how far behind its newest reading a source's
+	// readings may arrive and still count.
+	MaxOutOfOrderness time.Duration
+}
+
+// Config is everything the engine needs to know.
+type Config struct {
+	// Sources are the inputs known up front. Until a source has delivered
+	// its first reading, it holds the watermark back at MinWatermark (or
+	// until it is idle). A reading from an undeclared source declares it,
+	// with DefaultOutOfOrderness.
+	Sources               []SourceSpec
+	DefaultOutOfOrderness time.Duration
+	// IdleTimeout: a source that delivered nothing for this long in
+	// processing time leaves the watermark minimum. 0 disables idleness.
+	IdleTimeout time.Duration
+	Windows     []WindowSpec
+}
+
+// Engine is the event-time pipeline: per-source watermarks, the combined
+// watermark and the window operators. It is single-threaded: all methods
+// must be called from one goroutine, which also runs the Sink.
+type Engine struct {
+	cfg     Config
+	sink    Sink
+	sources []*sourceWM
+	byName  map[string]*sourceWM
+	last    *sourceWM // cache for the common run of readings from one source
+	ops     []*windowOp
+	wm      int64
+	started int64 // processing time of the start, for sources never seen
+	rec     Record
+
+	// Counters; read them with Stats.
+	readings, late, fired int64
+}
+
+// sourceWM is one source's watermark state.
+type sourceWM struct {
+	name       string
+	ooo        int64
+	maxTS      int64
+	has        bool
+	lastActive int64 // processing time, ms
+	idle       bool
+}
+
+func (s *sourceWM) watermark() int64 {
+	if !s.has {
+		return MinWatermark
+	}
+	return s.maxTS - s.ooo - 1
+}
+
+// New builds an engine that sends its records to sink. now is the
+// processing time in Unix ms at the start, for idleness.
+func New(cfg Config, sink Sink, now int64) (*Engine, error) {
+	e := &Engine{cfg: cfg, sink: sink, byName: map[string]*sourceWM{}, wm: MinWatermark, started: now}
+	var errs []error
+	for _, s := range cfg.Sources {
+		if _, dup := e.byName[s.Name]; dup {
+			errs = append(errs, fmt.Errorf("source %q declared twice", s.Name))
+			continue
+		}
+		e.addSource(s.Name, s.MaxOutOfOrderness, now)
+	}
+	names := map[string]bool{}
+	for i, w := range cfg.Windows {
+		if err := w.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if names[w.Name] {
+			errs = append(errs, fmt.Errorf("window %q declared twice", w.Name))
+			continue
+		}
+		names[w.Name] = true
+		e.ops = append(e.ops, newWindowOp(e, i, w, 0))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) addSource(name string, ooo time.Duration, now int64) *sourceWM {
+	s := &sourceWM{name: name, ooo: ooo.Milliseconds(), maxTS: math.MinInt64, lastActive: now}
+	e.sources = append(e.sources, s)
+	e.byName[name] = s
+	return s
+}
+
+// ErrTimestamp is returned by Process for a reading without a usable event
+// time (NoTS, or outside sensors.MinTS..MaxTS).
+var ErrTimestamp = errors.New("reading has no usable event time")
+
+// Process runs one reading through the pipeline at processing time now
+// (Unix ms): it goes to every window whose filter it passes (or to the late
+// side output), then its source's watermark and the combined watermark
+// advance and due windows fire.
+func (e *Engine) Process(r *sensors.Reading, now int64) error {
+	if r.TS < sensors.MinTS || r.TS > sensors.MaxTS {
+		return ErrTimestamp
+	}
+	src := e.last
+	if src == nil || src.name != r.Source {
+		src = e.byName[r.Source]
+		if src == nil {
+			src = e.addSource(r.Source, e.cfg.DefaultOutOfOrderness, now)
+		}
+		e.last = src
+	}
+	src.lastActive = now
+	rejoined := src.idle
+	src.idle = false
+	e.readings++
+
+	wm := e.wm
+	for _, op := range e.ops {
+		if op.filt.match(r.Sensor, r.Metric, r.Source) {
+			op.add(r.Sensor, r.Metric, r.Source, r.Value, r.TS, wm)
+		}
+	}
+	if r.TS > src.maxTS || !src.has {
+		src.maxTS = max(src.maxTS, r.TS)
+		src.has = true
+		e.advance(e.combined())
+	} else if rejoined {
+		e.advance(e.combined())
+	}
+	return nil
+}
+
+// combined is the minimum watermark over active sources, or the current
+// watermark when every source is idle.
+func (e *Engine) combined() int64 {
+	wm := int64(math.MaxInt64)
+	active := false
+	for _, s := range e.sources {
+		if s.idle {
+			continue
+		}
+		active = true
+		wm = min(wm, s.watermark())
+	}
+	if !active {
+		return e.wm
+	}
+	return wm
+}
+
+// advance moves the watermark to wm (never backwards) and fires what is due,
+// in the canonical order (time, window in config order, key).
+func (e *Engine) advance(wm int64) {
+	if wm <= e.wm {
+		return
+	}
+	e.wm = wm
+	for {
+		var best *windowOp
+		var bestKS *keyState
+		for _, op := range e.ops {
+			ks := op.heap.top()
+			if ks == nil || ks.timer > wm {
+				continue
+			}
+			if bestKS == nil || ks.timer < bestKS.timer {
+				best, bestKS = op, ks
+			}
+		}
+		if best == nil {
+			break
+		}
+		best.timer(bestKS, bestKS.timer)
+	}
+	for _, op := range e.ops {
+		op.sweep()
+	}
+}
+
+// Tick re-evaluates idleness at processing time now. A source that has been
+// silent for IdleTimeout leaves the watermark minimum, which may let the
+// watermark advance and windows fire.
+func (e *Engine) Tick(now int64) {
+	if e.cfg.IdleTimeout <= 0 {
+		return
+	}
+	timeout := e.cfg.IdleTimeout.Milliseconds()
+	changed := false
+	for _, s := range e.sources {
+		if !s.idle && now-s.lastActive >= timeout {
+			s.idle = true
+			changed = true
+		}
+	}
+	if changed {
+		e.advance(e.combined())
+	}
+}
+
+// Flush ends bounded input: the watermark becomes +infinity and every open
+// window fires. Readings processed after Flush are all late.
+func (e *Engine) Flush() { e.advance(MaxWatermark) }
+
+// Watermark returns the combined watermark.
+func (e *Engine) Watermark() int64 { return e.wm }
+
+// Stats are the engine's counters.
+type Stats struct {
+	Readings int64 // readings processed
+	Late     int64 // late records emitted (one per reading and window)
+	Fired    int64 // window records emitted
+	Keys     int   // keys with state, over all windows
+}
+
+// Stats returns the counters.
+func (e *Engine) Stats() Stats {
+	st := Stats{Readings: e.readings, Late: e.late, Fired: e.fired}
+	for _, op := range e.ops {
+		st.Keys += len(op.keys) - op.empties
+	}
+	return st
+}
+
+func (e *Engine) emitWindow(op *windowOp, key string, start, end int64, rev int32, final bool, a *aggState) {
+	for i := range op.spec.Aggs {
+		op.values[i] = a.value(&op.spec.Aggs[i])
+	}
+	e.fired++
+	e.rec = Record{
+		Kind: KindWindow, Name: op.spec.Name, Key: key,
+		Start: start, End: end, Rev: rev, Final: final,
+		Aggs: op.spec.Aggs, Values: op.values,
+	}
+	e.sink.Emit(&e.rec)
+}
+
+func (e *Engine) emitLate(op *windowOp, sensor, metric, source string, v float64, ts int64) {
+	e.late++
+	e.rec = Record{
+		Kind: KindLate, Name: op.spec.Name,
+		Source: source, Sensor: sensor, Metric: metric, Value: v, TS: ts,
+		Watermark: e.wm,
+	}
+	e.sink.Emit(&e.rec)
+}
