@@ -257,7 +257,10 @@ type aggPool struct {
 	sketches []*sketch.Sketch
 }
 
-const maxPooled = 4096
+// maxPooled bounds each free list. Tumbling windows free all their keys'
+// state at once at a window end and need it again right after, so the
+// bound is generous; beyond it memory goes back to the garbage collector.
+const maxPooled = 1 << 16
 
 func (p *aggPool) getExt() *aggExt {
 	if n := len(p.exts); n > 0 {

@@ -98,7 +98,9 @@ func New(cfg Config, sink Sink, now int64) (*Engine, error) {
 			continue
 		}
 		names[w.Name] = true
-		e.ops = append(e.ops, newWindowOp(e, i, w, 0))
+		op := newWindowOp(e, i, w, 0)
+		op.lastEarly = now
+		e.ops = append(e.ops, op)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -201,10 +203,18 @@ func (e *Engine) advance(wm int64) {
 	}
 }
 
-// Tick re-evaluates idleness at processing time now. A source that has been
-// silent for IdleTimeout leaves the watermark minimum, which may let the
-// watermark advance and windows fire.
+// Tick is the engine's processing-time clock, called periodically by the
+// daemon (not in batch mode). It emits early results of windows that ask
+// for them, and re-evaluates idleness at processing time now: a source that
+// has been silent for IdleTimeout leaves the watermark minimum, which may
+// let the watermark advance and windows fire.
 func (e *Engine) Tick(now int64) {
+	for _, op := range e.ops {
+		if every := op.spec.EarlyEvery.Milliseconds(); every > 0 && now-op.lastEarly >= every {
+			op.lastEarly = now
+			op.emitEarly(e.wm)
+		}
+	}
 	if e.cfg.IdleTimeout <= 0 {
 		return
 	}

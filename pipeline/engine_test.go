@@ -361,3 +361,34 @@ func TestProcessRejectsBadTimestamp(t *testing.T) {
 		t.Fatal("NoTS accepted")
 	}
 }
+
+func TestEarlyResults(t *testing.T) {
+	w := tumbling(t, 10*time.Second, "count")
+	w.EarlyEvery = time.Second
+	s := sessionSpec(t, 5*time.Second, "count")
+	s.EarlyEvery = 2 * time.Second
+	c := &collector{}
+	e, err := New(Config{DefaultOutOfOrderness: time.Second, Windows: []WindowSpec{w, s}}, c, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, e, "b@1000=1", "a@2000=1", "a@12000=1")
+	expect(t, c.take(),
+		`{"type":"window","window":"ss","key":"b","start":1000,"end":6000,"rev":0,"final":true,"count":1}`,
+		`{"type":"window","window":"ss","key":"a","start":2000,"end":7000,"rev":0,"final":true,"count":1}`,
+		`{"type":"window","window":"w","key":"a","start":0,"end":10000,"rev":0,"final":true,"count":1}`,
+		`{"type":"window","window":"w","key":"b","start":0,"end":10000,"rev":0,"final":true,"count":1}`)
+	e.Tick(900) // not yet a second since the start
+	expect(t, c.take())
+	e.Tick(1100)
+	expect(t, c.take(), `{"type":"window","window":"w","key":"a","start":10000,"end":20000,"rev":0,"final":false,"count":1}`)
+	feed(t, e, "a@13000=1")
+	e.Tick(2100)
+	expect(t, c.take(),
+		`{"type":"window","window":"w","key":"a","start":10000,"end":20000,"rev":0,"final":false,"count":2}`,
+		`{"type":"window","window":"ss","key":"a","start":12000,"end":18000,"rev":0,"final":false,"count":2}`)
+	e.Flush()
+	expect(t, c.take(),
+		`{"type":"window","window":"ss","key":"a","start":12000,"end":18000,"rev":0,"final":true,"count":2}`,
+		`{"type":"window","window":"w","key":"a","start":10000,"end":20000,"rev":0,"final":true,"count":2}`)
+}

@@ -14,12 +14,45 @@ type kkey struct{ a, b string }
 type keyState struct {
 	key   string // the key as written in records
 	k     kkey
-	panes []pane     // aligned: sorted by start
+	panes []pane     // aligned: sorted by start; a window into pbuf
+	pbuf  []pane     // the whole buffer panes lives in (see insertPane)
 	fired []firedWin // aligned with lateness: fired, not yet cleaned; by end
-	sess  []session  // session: sorted by start, disjoint, not touching
+	sess  []session  // session: sorted by start, disjoint, not touching; a window into sbuf
+	sbuf  []session
+	sl    *slider    // sliding windows of many panes: cached partial aggregates
 	timer int64      // next event time of this key, noTimer if none
 	hidx  int        // index in the operator's heap, -1 when not queued
 	dirty bool       // changed since the last snapshot
+}
+
+// insertPane inserts an empty pane starting at start at index i.
+func (ks *keyState) insertPane(i int, start int64) {
+	ks.panes, ks.pbuf = insertAt(ks.panes, ks.pbuf, i, pane{start: start})
+}
+
+// insertAt inserts v at index i of items, a window into buf, and returns
+// both. Items leave from the front by reslicing (items = items[n:]), so the
+// steady turnover of panes and sessions (one in at the back, one out at the
+// front) moves no memory; the free space in front is reclaimed here when
+// the buffer is full.
+func insertAt[T any](items, buf []T, i int, v T) ([]T, []T) {
+	n := len(items)
+	if n == cap(items) {
+		if front := cap(buf) - cap(items); front > 0 && front >= cap(buf)/4 {
+			copy(buf, items)
+			clear(buf[n:])
+			items = buf[:n]
+		} else {
+			nb := make([]T, n, 2*n+2)
+			copy(nb, items)
+			buf = nb[:cap(nb)]
+			items = nb
+		}
+	}
+	items = items[:n+1]
+	copy(items[i+1:], items[i:n])
+	items[i] = v
+	return items, buf
 }
 
 func (ks *keyState) empty() bool {

@@ -1,6 +1,10 @@
 package pipeline
 
-import "math"
+import (
+	"math"
+	"slices"
+	"strings"
+)
 
 // windowOp is one configured window: its keyed state, its timers and its
 // aggregates. It runs on the engine's goroutine only.
@@ -16,6 +20,8 @@ type windowOp struct {
 	S, D, off, P int64
 	// session windows: gap, ms.
 	G int64
+	// blocks: sliding windows of many panes use the block scheme (slider.go).
+	blocks bool
 
 	keys    map[kkey]*keyState
 	heap    keyHeap
@@ -24,6 +30,8 @@ type windowOp struct {
 	pool    aggPool
 	scratch aggState
 	values  []float64
+
+	lastEarly int64 // processing time of the last early emission
 }
 
 func newWindowOp(e *Engine, idx int, spec WindowSpec, defaultLateness int64) *windowOp {
@@ -48,6 +56,7 @@ func newWindowOp(e *Engine, idx int, spec WindowSpec, defaultLateness int64) *wi
 	if op.S > 0 {
 		op.off = spec.Offset.Milliseconds()
 		op.P = gcd(op.S, op.D)
+		op.blocks = spec.Type == Sliding && op.S/op.P >= blockMinPanes
 	}
 	return op
 }
@@ -137,13 +146,16 @@ func (op *windowOp) addAligned(sensor, metric, source string, v float64, ts, wm 
 	for i >= 0 && ks.panes[i].start > p {
 		i--
 	}
+	created := false
 	if i < 0 || ks.panes[i].start != p {
 		i++
-		ks.panes = append(ks.panes, pane{})
-		copy(ks.panes[i+1:], ks.panes[i:])
-		ks.panes[i] = pane{start: p}
+		ks.insertPane(i, p)
+		created = true
 	}
 	ks.panes[i].agg.add(v, ts, op.needs, &op.pool)
+	if ks.sl != nil {
+		ks.sl.touch(p, op.S)
+	}
 
 	if op.lat > 0 && wm != math.MinInt64 && wm >= op.minEnd(p)-1 {
 		// Windows that already fired but are within allowed lateness fire
@@ -153,9 +165,13 @@ func (op *windowOp) addAligned(sensor, metric, source string, v float64, ts, wm 
 				continue
 			}
 			op.fireAligned(ks, e, op.bumpFired(ks, e), true)
+			created = true // the fired list changed
 		}
 	}
-	op.heap.set(ks, op.nextAligned(ks, wm))
+	if created {
+		// A reading into an existing pane moves no timer.
+		op.heap.set(ks, op.nextAligned(ks, wm))
+	}
 }
 
 // bumpFired returns the rev of the next firing of the window ending at end
@@ -179,6 +195,13 @@ func (op *windowOp) bumpFired(ks *keyState, end int64) int32 {
 func (op *windowOp) fireAligned(ks *keyState, end int64, rev int32, final bool) {
 	start := end - op.S
 	sc := &op.scratch
+	if op.blocks {
+		op.blockAgg(ks, start, end, sc)
+		if sc.count > 0 {
+			op.e.emitWindow(op, ks.key, start, end, rev, final, sc)
+		}
+		return
+	}
 	sc.reset(&op.pool)
 	i := 0
 	for i < len(ks.panes) && ks.panes[i].start < start {
@@ -271,7 +294,7 @@ func (op *windowOp) timerAligned(ks *keyState, t int64) {
 		n++
 	}
 	if n > 0 {
-		ks.panes = append(ks.panes[:0], ks.panes[n:]...)
+		ks.panes = ks.panes[n:] // the space is reclaimed by insertPane
 		ks.dirty = true
 	}
 	if fired && op.lat > 0 {
@@ -305,13 +328,15 @@ func (op *windowOp) addSession(sensor, metric, source string, v float64, ts, wm 
 	i, j := 0, 0
 	if ks != nil {
 		// Sessions are sorted and disjoint, so those intersecting [lo, hi)
-		// (touching counts) are contiguous.
-		for i < len(ks.sess) && ks.sess[i].end < lo {
-			i++
+		// (touching counts) are contiguous: the ones starting at or before
+		// hi whose end is at or after lo. Readings mostly touch the newest.
+		j = len(ks.sess)
+		for j > 0 && ks.sess[j-1].start > hi {
+			j--
 		}
-		j = i
-		for j < len(ks.sess) && ks.sess[j].start <= hi {
-			j++
+		i = j
+		for i > 0 && ks.sess[i-1].end >= lo {
+			i--
 		}
 	}
 	if i == j && op.isLate(hi, wm) {
@@ -327,9 +352,7 @@ func (op *windowOp) addSession(sensor, metric, source string, v float64, ts, wm 
 	ks.dirty = true
 	var s *session
 	if i == j {
-		ks.sess = append(ks.sess, session{})
-		copy(ks.sess[i+1:], ks.sess[i:])
-		ks.sess[i] = session{start: lo, end: hi}
+		ks.sess, ks.sbuf = insertAt(ks.sess, ks.sbuf, i, session{start: lo, end: hi})
 		s = &ks.sess[i]
 	} else {
 		s = &ks.sess[i]
@@ -343,7 +366,9 @@ func (op *windowOp) addSession(sensor, metric, source string, v float64, ts, wm 
 		s.start = min(s.start, lo)
 		s.end = max(s.end, hi)
 		if j > i+1 {
-			ks.sess = append(ks.sess[:i+1], ks.sess[j:]...)
+			n := copy(ks.sess[i+1:], ks.sess[j:])
+			clear(ks.sess[i+1+n:])
+			ks.sess = ks.sess[:i+1+n]
 			s = &ks.sess[i]
 		}
 	}
@@ -363,38 +388,36 @@ func (op *windowOp) fireSession(ks *keyState, s *session) {
 	op.e.emitWindow(op, ks.key, s.start, s.end, rev, true, &s.agg)
 }
 
+// nextSession is the key's next event: the firing of its first pending
+// session or the cleanup of an earlier fired one. Sessions are sorted by
+// end, so only those up to the first pending one matter.
 func (op *windowOp) nextSession(ks *keyState) int64 {
 	t := noTimer
 	for i := range ks.sess {
 		s := &ks.sess[i]
-		c := s.end - 1 + op.lat
 		if s.pending {
-			c = s.end - 1
+			return min(t, s.end-1)
 		}
-		t = min(t, c)
+		t = min(t, s.end-1+op.lat)
 	}
 	return t
 }
 
 func (op *windowOp) timerSession(ks *keyState, t int64) {
-	for i := range ks.sess {
-		if s := &ks.sess[i]; s.pending && s.end-1 <= t {
+	// Everything due at t has end-1 <= t: a prefix, as ends are sorted.
+	for i := 0; i < len(ks.sess) && ks.sess[i].end-1 <= t; i++ {
+		if s := &ks.sess[i]; s.pending {
 			op.fireSession(ks, s)
 		}
 	}
 	n := 0
-	for i := range ks.sess {
-		s := &ks.sess[i]
-		if !s.pending && s.end-1+op.lat <= t {
-			s.agg.reset(&op.pool)
-			continue
-		}
-		ks.sess[n] = *s
+	for n < len(ks.sess) && !ks.sess[n].pending && ks.sess[n].end-1+op.lat <= t {
+		ks.sess[n].agg.reset(&op.pool)
 		n++
 	}
-	if n != len(ks.sess) {
-		clear(ks.sess[n:])
-		ks.sess = ks.sess[:n]
+	if n > 0 {
+		clear(ks.sess[:n])
+		ks.sess = ks.sess[n:]
 		ks.dirty = true
 	}
 	op.heap.set(ks, op.nextSession(ks))
@@ -426,4 +449,40 @@ func (op *windowOp) sweep() {
 		}
 	}
 	op.empties = 0
+}
+
+// emitEarly emits the partial result of every open window (one the
+// watermark has not reached) that holds readings, keys in order, each key's
+// windows in order of end. The rev is the one the on-time firing will have.
+func (op *windowOp) emitEarly(wm int64) {
+	keys := make([]*keyState, 0, len(op.keys))
+	for _, ks := range op.keys {
+		if !ks.empty() {
+			keys = append(keys, ks)
+		}
+	}
+	slices.SortFunc(keys, func(a, b *keyState) int { return strings.Compare(a.key, b.key) })
+	for _, ks := range keys {
+		if op.G > 0 {
+			for i := range ks.sess {
+				if s := &ks.sess[i]; s.pending {
+					op.e.emitWindow(op, ks.key, s.start, s.end, s.fires, false, &s.agg)
+				}
+			}
+			continue
+		}
+		if len(ks.panes) == 0 {
+			continue
+		}
+		lo := op.endCeil(ks.panes[0].start + 1)
+		if wm != math.MinInt64 {
+			lo = max(lo, op.endCeil(wm+2))
+		}
+		hi := op.maxEnd(ks.panes[len(ks.panes)-1].start)
+		for e := lo; e <= hi; e += op.D {
+			if op.hasData(ks, e) {
+				op.fireAligned(ks, e, 0, false)
+			}
+		}
+	}
 }

@@ -215,7 +215,8 @@ func (op *windowOp) restoreKey(s *KeyState, wm int64) error {
 		if err := p.agg.restore(&s.Panes[i].Agg, op.needs, &op.pool); err != nil {
 			return err
 		}
-		ks.panes = append(ks.panes, p)
+		ks.insertPane(len(ks.panes), p.start)
+		ks.panes[len(ks.panes)-1] = p
 	}
 	for _, f := range s.Fired {
 		ks.fired = append(ks.fired, firedWin{end: f.End, fires: f.Fires})
@@ -226,7 +227,7 @@ func (op *windowOp) restoreKey(s *KeyState, wm int64) error {
 		if err := ss.agg.restore(&x.Agg, op.needs, &op.pool); err != nil {
 			return err
 		}
-		ks.sess = append(ks.sess, ss)
+		ks.sess, ks.sbuf = insertAt(ks.sess, ks.sbuf, len(ks.sess), ss)
 	}
 	op.keys[k] = ks
 	if ks.empty() {

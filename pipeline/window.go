@@ -75,6 +75,10 @@ type WindowSpec struct {
 	KeyBy           KeyBy
 	// Filters: globs with * and ?; empty means any.
 	Sensors, Metrics, Sources []string
+	// EarlyEvery, when > 0, makes Tick emit the partial results of every
+	// open window ("final": false) at this processing-time interval, for
+	// dashboards. Early results never replace the on-time firing.
+	EarlyEvery time.Duration
 }
 
 // Validate checks the spec the way the config checker does, so a spec built

@@ -38,5 +38,5 @@ PY
 end=$(date +%s.%N)
 python3 -c "
 n=$n; t=$end-$start; rss=$rss
-print(f'edged batch: {n} lines in {t:.2f} s = {n/t:,.0f} lines/s on one core; peak RSS {rss/1024:.1f} MiB')
+print(f'result: {n} lines in {t:.2f} s = {n/t:,.0f} lines/s on one core; peak RSS {rss/1024:.1f} MiB')
 "

@@ -34,6 +34,7 @@ func windowSpecs(cfg *config.Config) ([]pipeline.WindowSpec, error) {
 			Sensors:         w.Sensors,
 			Metrics:         w.Metrics,
 			Sources:         w.FromSources,
+			EarlyEvery:      w.EarlyEvery.D(),
 		}
 		if w.AllowedLateness != nil {
 			spec.AllowedLateness = w.AllowedLateness.D()
