@@ -19,10 +19,10 @@ type keyState struct {
 	fired []firedWin // aligned with lateness: fired, not yet cleaned; by end
 	sess  []session  // session: sorted by start, disjoint, not touching; a window into sbuf
 	sbuf  []session
-	sl    *slider    // sliding windows of many panes: cached partial aggregates
-	timer int64      // next event time of this key, noTimer if none
-	hidx  int        // index in the operator's heap, -1 when not queued
-	dirty bool       // changed since the last snapshot
+	sl    *slider // sliding windows of many panes: cached partial aggregates
+	timer int64   // next event time of this key, noTimer if none
+	hidx  int     // index in the operator's heap, -1 when not queued
+	dirty bool    // changed since the last snapshot
 }
 
 // insertPane inserts an empty pane starting at start at index i.
