@@ -445,6 +445,9 @@ func (op *windowOp) sweep() {
 	}
 	for k, ks := range op.keys {
 		if ks.empty() {
+			if ks.sl != nil {
+				ks.sl.release(&op.pool)
+			}
 			delete(op.keys, k)
 		}
 	}

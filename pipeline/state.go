@@ -200,6 +200,9 @@ func (op *windowOp) reset() {
 		for i := range ks.sess {
 			ks.sess[i].agg.reset(&op.pool)
 		}
+		if ks.sl != nil {
+			ks.sl.release(&op.pool)
+		}
 	}
 	op.keys = make(map[kkey]*keyState)
 	op.heap = op.heap[:0]
