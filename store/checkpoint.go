@@ -1,0 +1,171 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// StateOp changes one key of one operator's state.
+type StateOp struct {
+	Op    string // the operator (window) name: a bucket under state/
+	Key   []byte
+	Value []byte // nil deletes the key
+}
+
+// Checkpoint is what one checkpoint writes, in one transaction: where the
+// pipeline is in the log, the state that changed since the previous
+// checkpoint, and the outbox records produced since then.
+type Checkpoint struct {
+	Meta CheckpointMeta
+	// DropOps deletes whole operators' state first (a window removed from
+	// the config, or whose shape changed).
+	DropOps []string
+	State   []StateOp
+	// Records must continue the outbox's seq without a gap.
+	Records []Record
+}
+
+// Commit writes cp atomically. After a crash either all of it is there or
+// none of it, so state, log offset and outbox never disagree.
+func (s *Store) Commit(cp *Checkpoint) error {
+	var written int64
+	var outAdded int64
+	var lastSeq uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		written, outAdded = 0, 0
+		sb := tx.Bucket(bucketState)
+		for _, op := range cp.DropOps {
+			if sb.Bucket([]byte(op)) != nil {
+				if err := sb.DeleteBucket([]byte(op)); err != nil {
+					return fmt.Errorf("drop state of %q: %w", op, err)
+				}
+			}
+		}
+		var cur *bolt.Bucket
+		var curName string
+		for i := range cp.State {
+			op := &cp.State[i]
+			if cur == nil || op.Op != curName {
+				var err error
+				if cur, err = sb.CreateBucketIfNotExists([]byte(op.Op)); err != nil {
+					return fmt.Errorf("state of %q: %w", op.Op, err)
+				}
+				curName = op.Op
+			}
+			if op.Value == nil {
+				if err := cur.Delete(op.Key); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := cur.Put(op.Key, op.Value); err != nil {
+				return fmt.Errorf("state of %q: %w", op.Op, err)
+			}
+			written += int64(len(op.Key) + len(op.Value))
+		}
+		ob := tx.Bucket(bucketOutbox)
+		lastSeq = s.outLastSeq.Load()
+		var buf []byte
+		for i := range cp.Records {
+			r := &cp.Records[i]
+			if r.Seq != lastSeq+1 {
+				return fmt.Errorf("outbox: record seq %d does not follow %d", r.Seq, lastSeq)
+			}
+			var err error
+			if buf, err = r.MarshalMsg(buf[:0]); err != nil {
+				return err
+			}
+			v := append([]byte(nil), buf...)
+			if err := ob.Put(u64key(r.Seq), v); err != nil {
+				return fmt.Errorf("outbox: %w", err)
+			}
+			outAdded += int64(len(v))
+			lastSeq = r.Seq
+		}
+		if err := s.outboxQuota(tx, &outAdded); err != nil {
+			return err
+		}
+		m := cp.Meta
+		m.Bytes = written + outAdded
+		v, err := m.MarshalMsg(nil)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketCheckpoint).Put(keyCurrent, v)
+	})
+	if err != nil {
+		return fmt.Errorf("commit checkpoint at offset %d: %w", cp.Meta.Offset, err)
+	}
+	s.cpOffset.Store(cp.Meta.Offset)
+	s.outLastSeq.Store(lastSeq)
+	s.outBytes.Add(outAdded)
+	return nil
+}
+
+func readCheckpoint(tx *bolt.Tx) (*CheckpointMeta, error) {
+	v := tx.Bucket(bucketCheckpoint).Get(keyCurrent)
+	if v == nil {
+		return nil, nil
+	}
+	var m CheckpointMeta
+	if _, err := m.UnmarshalMsg(v); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	return &m, nil
+}
+
+// LoadCheckpoint returns the newest checkpoint's head, or nil when there is
+// none, and passes every stored state key to fn (op name, key, value; valid
+// only during the call).
+func (s *Store) LoadCheckpoint(fn func(op string, key, value []byte) error) (*CheckpointMeta, error) {
+	var meta *CheckpointMeta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if meta, err = readCheckpoint(tx); err != nil {
+			return &CorruptError{Path: s.path, Err: err}
+		}
+		sb := tx.Bucket(bucketState)
+		return sb.ForEachBucket(func(name []byte) error {
+			op := string(name)
+			return sb.Bucket(name).ForEach(func(k, v []byte) error {
+				return fn(op, k, v)
+			})
+		})
+	})
+	return meta, err
+}
+
+// StateOps returns the names of the operators that have stored state.
+func (s *Store) StateOps() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).ForEachBucket(func(k []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// outboxQuota drops the oldest outbox records while the outbox is over
+// OutboxMaxBytes, counting them. added is adjusted by the bytes dropped.
+func (s *Store) outboxQuota(tx *bolt.Tx, added *int64) error {
+	total := s.outBytes.Load() + *added
+	if total <= s.opts.OutboxMaxBytes {
+		return nil
+	}
+	c := tx.Bucket(bucketOutbox).Cursor()
+	var dropped uint64
+	for k, v := c.First(); k != nil && total > s.opts.OutboxMaxBytes; k, v = c.First() {
+		total -= int64(len(v))
+		*added -= int64(len(v))
+		dropped++
+		_ = binary.BigEndian.Uint64(k)
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return addUint(tx.Bucket(bucketMeta), metaOutboxDropped, dropped)
+}
