@@ -34,10 +34,14 @@ type Config struct {
 	// with DefaultOutOfOrderness.
 	Sources               []SourceSpec
 	DefaultOutOfOrderness time.Duration
-	// IdleTimeout: a source that delivered nothing for this long in
-	// processing time leaves the watermark minimum. 0 disables idleness.
-	IdleTimeout time.Duration
-	Windows     []WindowSpec
+	Windows               []WindowSpec
+	// Incremental tracks the keys that change, for Delta (checkpoints of
+	// the daemon). Batch runs leave it off.
+	Incremental bool
+
+	// sweepMin is the number of empty keys from which they are dropped
+	// from memory (default 1024; tests set 1).
+	sweepMin int
 }
 
 // Engine is the event-time pipeline: per-source watermarks, the combined
@@ -60,12 +64,11 @@ type Engine struct {
 
 // sourceWM is one source's watermark state.
 type sourceWM struct {
-	name       string
-	ooo        int64
-	maxTS      int64
-	has        bool
-	lastActive int64 // processing time, ms
-	idle       bool
+	name  string
+	ooo   int64
+	maxTS int64
+	has   bool
+	idle  bool
 }
 
 func (s *sourceWM) watermark() int64 {
@@ -109,7 +112,7 @@ func New(cfg Config, sink Sink, now int64) (*Engine, error) {
 }
 
 func (e *Engine) addSource(name string, ooo time.Duration, now int64) *sourceWM {
-	s := &sourceWM{name: name, ooo: ooo.Milliseconds(), maxTS: math.MinInt64, lastActive: now}
+	s := &sourceWM{name: name, ooo: ooo.Milliseconds(), maxTS: math.MinInt64}
 	e.sources = append(e.sources, s)
 	e.byName[name] = s
 	return s
@@ -135,7 +138,6 @@ func (e *Engine) Process(r *sensors.Reading, now int64) error {
 		}
 		e.last = src
 	}
-	src.lastActive = now
 	rejoined := src.idle
 	src.idle = false
 	e.readings++
@@ -204,10 +206,9 @@ func (e *Engine) advance(wm int64) {
 }
 
 // Tick is the engine's processing-time clock, called periodically by the
-// daemon (not in batch mode). It emits early results of windows that ask
-// for them, and re-evaluates idleness at processing time now: a source that
-// has been silent for IdleTimeout leaves the watermark minimum, which may
-// let the watermark advance and windows fire.
+// daemon (not in batch mode). It emits the early results of windows that
+// ask for them. Early results depend on processing time, so they are for
+// dashboards only and never part of the exactly-once output.
 func (e *Engine) Tick(now int64) {
 	for _, op := range e.ops {
 		if every := op.spec.EarlyEvery.Milliseconds(); every > 0 && now-op.lastEarly >= every {
@@ -215,20 +216,33 @@ func (e *Engine) Tick(now int64) {
 			op.emitEarly(e.wm)
 		}
 	}
-	if e.cfg.IdleTimeout <= 0 {
+}
+
+// MarkIdle takes a source out of the watermark minimum until its next
+// reading, which may let the watermark advance and windows fire. The daemon
+// decides idleness in processing time (idle_timeout) and writes the
+// decision into the ingest log, so that a replay marks the source idle at
+// the same place. Unknown sources are declared first.
+func (e *Engine) MarkIdle(source string, now int64) {
+	s := e.byName[source]
+	if s == nil {
+		s = e.addSource(source, e.cfg.DefaultOutOfOrderness, now)
+	}
+	if s.idle {
 		return
 	}
-	timeout := e.cfg.IdleTimeout.Milliseconds()
-	changed := false
-	for _, s := range e.sources {
-		if !s.idle && now-s.lastActive >= timeout {
-			s.idle = true
-			changed = true
-		}
+	s.idle = true
+	e.advance(e.combined())
+}
+
+// Sources returns the names of the sources the engine knows, declared or
+// seen, in order of first appearance.
+func (e *Engine) Sources() []string {
+	out := make([]string, len(e.sources))
+	for i, s := range e.sources {
+		out[i] = s.name
 	}
-	if changed {
-		e.advance(e.combined())
-	}
+	return out
 }
 
 // Flush ends bounded input: the watermark becomes +infinity and every open

@@ -243,9 +243,8 @@ func TestSessionLatenessRefire(t *testing.T) {
 func TestIdleSourceDoesNotHoldWatermark(t *testing.T) {
 	c := &collector{}
 	e, err := New(Config{
-		Sources:     []SourceSpec{{Name: "a"}, {Name: "b"}},
-		IdleTimeout: 5 * time.Second,
-		Windows:     []WindowSpec{tumbling(t, 10*time.Second, "count")},
+		Sources: []SourceSpec{{Name: "a"}, {Name: "b"}},
+		Windows: []WindowSpec{tumbling(t, 10*time.Second, "count")},
 	}, c, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -255,11 +254,10 @@ func TestIdleSourceDoesNotHoldWatermark(t *testing.T) {
 	r.TS = 20000
 	e.Process(&r, 2000)
 	if e.Watermark() != MinWatermark {
-		t.Fatalf("watermark %d: b never delivered and is not idle yet", e.Watermark())
+		t.Fatalf("watermark %d: b never delivered and is not idle", e.Watermark())
 	}
-	e.Tick(4000) // b silent for 4 s: not idle
 	expect(t, c.take())
-	e.Tick(5000) // b silent for 5 s: idle, watermark is a's alone
+	e.MarkIdle("b", 5000) // b idle: the watermark is a's alone
 	if e.Watermark() != 19999 {
 		t.Fatalf("watermark %d, want 19999", e.Watermark())
 	}
@@ -272,10 +270,18 @@ func TestIdleSourceDoesNotHoldWatermark(t *testing.T) {
 		t.Fatalf("watermark regressed to %d", e.Watermark())
 	}
 	expect(t, c.take(), `{"type":"late","window":"w","source":"b","sensor":"s2","metric":"","value":1,"ts":3000,"watermark":19999}`)
-	// a idles too: with every source idle the watermark holds.
-	e.Tick(30000)
+	// With every source idle the watermark holds.
+	e.MarkIdle("a", 30000)
+	e.MarkIdle("b", 30000)
 	if e.Watermark() != 19999 {
 		t.Fatalf("watermark %d", e.Watermark())
+	}
+	// An idle source's reading makes it active again and it rejoins the
+	// minimum (without pulling the watermark back).
+	r = sensors.Reading{Source: "a", Sensor: "s1", TS: 40000, Value: 1}
+	e.Process(&r, 31000)
+	if e.Watermark() != 39999 {
+		t.Fatalf("watermark %d, want 39999 (a alone active)", e.Watermark())
 	}
 }
 

@@ -32,6 +32,21 @@ type windowOp struct {
 	values  []float64
 
 	lastEarly int64 // processing time of the last early emission
+
+	// dirty lists the keys changed since the last Delta, in the order they
+	// were first changed (only with Config.Incremental).
+	dirty []*keyState
+	// restoring is set between BeginRestore and the first reading when the
+	// stored state of this operator matches its shape.
+	restoring bool
+}
+
+// touch marks ks changed since the last Delta.
+func (op *windowOp) touch(ks *keyState) {
+	if !ks.dirty && op.e.cfg.Incremental {
+		ks.dirty = true
+		op.dirty = append(op.dirty, ks)
+	}
 }
 
 func newWindowOp(e *Engine, idx int, spec WindowSpec, defaultLateness int64) *windowOp {
@@ -140,7 +155,7 @@ func (op *windowOp) addAligned(sensor, metric, source string, v float64, ts, wm 
 	if ks.empty() {
 		op.empties--
 	}
-	ks.dirty = true
+	op.touch(ks)
 	// Find or insert the pane; readings mostly land in the newest one.
 	i := len(ks.panes) - 1
 	for i >= 0 && ks.panes[i].start > p {
@@ -286,7 +301,7 @@ func (op *windowOp) timerAligned(ks *keyState, t int64) {
 	}
 	if n > 0 {
 		ks.fired = append(ks.fired[:0], ks.fired[n:]...)
-		ks.dirty = true
+		op.touch(ks)
 	}
 	n = 0
 	for n < len(ks.panes) && op.maxEnd(ks.panes[n].start)-1+op.lat <= t {
@@ -295,11 +310,11 @@ func (op *windowOp) timerAligned(ks *keyState, t int64) {
 	}
 	if n > 0 {
 		ks.panes = ks.panes[n:] // the space is reclaimed by insertPane
-		ks.dirty = true
+		op.touch(ks)
 	}
 	if fired && op.lat > 0 {
 		ks.fired = append(ks.fired, firedWin{end: e, fires: 1})
-		ks.dirty = true
+		op.touch(ks)
 	}
 	op.heap.set(ks, op.nextAligned(ks, t))
 	if ks.empty() {
@@ -349,7 +364,7 @@ func (op *windowOp) addSession(sensor, metric, source string, v float64, ts, wm 
 	if ks.empty() {
 		op.empties--
 	}
-	ks.dirty = true
+	op.touch(ks)
 	var s *session
 	if i == j {
 		ks.sess, ks.sbuf = insertAt(ks.sess, ks.sbuf, i, session{start: lo, end: hi})
@@ -418,7 +433,7 @@ func (op *windowOp) timerSession(ks *keyState, t int64) {
 	if n > 0 {
 		clear(ks.sess[:n])
 		ks.sess = ks.sess[n:]
-		ks.dirty = true
+		op.touch(ks)
 	}
 	op.heap.set(ks, op.nextSession(ks))
 	if ks.empty() {
@@ -428,7 +443,7 @@ func (op *windowOp) timerSession(ks *keyState, t int64) {
 
 // timer handles the events of the key at the top of the heap, at time t.
 func (op *windowOp) timer(ks *keyState, t int64) {
-	ks.dirty = true
+	op.touch(ks)
 	if op.G > 0 {
 		op.timerSession(ks, t)
 	} else {
@@ -440,7 +455,11 @@ func (op *windowOp) timer(ks *keyState, t int64) {
 // a stream of short-lived keys does not grow memory without bound while
 // steady keys are not reallocated at every window.
 func (op *windowOp) sweep() {
-	if op.empties < 1024 || op.empties < len(op.keys)/2 {
+	least := op.e.cfg.sweepMin
+	if least == 0 {
+		least = 1024
+	}
+	if op.empties < least || op.empties < len(op.keys)/2 {
 		return
 	}
 	for k, ks := range op.keys {

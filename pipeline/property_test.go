@@ -175,3 +175,101 @@ func TestPropertyLateness(t *testing.T) {
 		}
 	})
 }
+
+// runIncremental is runAll with the daemon's checkpointing: Delta at every
+// index in cps, applied to an in-memory copy of the store; at crashAt the
+// engine is thrown away and a new one restored from that copy (as after a
+// kill -9 right after the checkpoint at crashAt), and then the readings
+// from crashAt on are processed again.
+func runIncremental(t interface{ Fatal(...any) }, ooo time.Duration, ws []WindowSpec, rs []sensors.Reading, cps map[int]bool, crashAt int) []string {
+	type stored struct {
+		header []byte
+		keys   map[string]map[string][]byte
+		out    int // records emitted up to the checkpoint
+		at     int // index of the next reading at the checkpoint
+	}
+	c := &collector{}
+	cfg := Config{DefaultOutOfOrderness: ooo, Windows: ws, Incremental: true, sweepMin: 1}
+	e, err := New(cfg, c, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stored{keys: map[string]map[string][]byte{}}
+	checkpoint := func() {
+		var d Delta
+		if err := e.AppendDelta(&d); err != nil {
+			t.Fatal(err)
+		}
+		st.header = d.Header
+		for _, kd := range d.Keys {
+			if st.keys[kd.Op] == nil {
+				st.keys[kd.Op] = map[string][]byte{}
+			}
+			if kd.Value == nil {
+				delete(st.keys[kd.Op], string(kd.Key))
+			} else {
+				st.keys[kd.Op][string(kd.Key)] = kd.Value
+			}
+		}
+		st.out = len(c.lines)
+	}
+	checkpoint()
+	for i := 0; i < len(rs); i++ {
+		if cps[i] {
+			checkpoint()
+			st.at = i
+		}
+		if i == crashAt {
+			// Crash: the records after the checkpoint are lost with the
+			// engine; restore, and replay from the checkpoint's reading.
+			c.lines = c.lines[:st.out]
+			i = st.at
+			e, _ = New(cfg, c, 0)
+			if _, err := e.BeginRestore(st.header); err != nil {
+				t.Fatal(err)
+			}
+			for op, keys := range st.keys {
+				for _, v := range keys {
+					if err := e.RestoreKey(op, v); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			crashAt = -1
+		}
+		if err := e.Process(&rs[i], 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Flush()
+	return c.lines
+}
+
+// TestPropertyIncrementalCheckpoints: incremental checkpoints (Delta) and a
+// crash that restores from them give the same records as a run without.
+func TestPropertyIncrementalCheckpoints(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ws := genWindows(t)
+		lat := time.Duration(rapid.Int64Range(0, 2000).Draw(t, "lat")) * time.Millisecond
+		for i := range ws {
+			ws[i].AllowedLateness = lat
+		}
+		ooo := time.Duration(rapid.Int64Range(0, 1000).Draw(t, "ooo")) * time.Millisecond
+		n := rapid.IntRange(1, 300).Draw(t, "n")
+		rs := make([]sensors.Reading, n)
+		for i := range rs {
+			rs[i] = sensors.Reading{Sensor: fmt.Sprintf("k%d", rapid.IntRange(0, 5).Draw(t, "key")),
+				Value: rapid.Float64Range(-1e3, 1e3).Draw(t, "v"), TS: rapid.Int64Range(0, 30000).Draw(t, "ts"), Source: "s"}
+		}
+		cps := map[int]bool{}
+		for _, i := range rapid.SliceOfN(rapid.IntRange(0, n), 0, 20).Draw(t, "checkpoints") {
+			cps[i] = true
+		}
+		want := runAll(t, ooo, ws, rs, -1)
+		crashAt := rapid.IntRange(-1, n-1).Draw(t, "crashAt")
+		got := runIncremental(t, ooo, ws, rs, cps, crashAt)
+		if !slices.Equal(got, want) {
+			t.Fatalf("incremental checkpoints/crash at %d changed results:\n got: %s\nwant: %s", crashAt, strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+		}
+	})
+}

@@ -8,38 +8,64 @@ import (
 	"slices"
 )
 
+//go:generate go run github.com/tinylib/msgp@v1.6.5 -file state.go -o state_gen.go -io=false -tests=true
+
 // StateVersion is the version of the State layout. Restore refuses others.
 const StateVersion = 1
 
-// State is a snapshot of the engine: plain data, no pointers into the live
-// engine, so that the store can encode it and a new engine can restore it.
-// Keys are sorted, so two snapshots of equal state are equal.
+// State is a whole snapshot of the engine: plain data, no pointers into the
+// live engine. Keys are sorted, so two snapshots of equal state are equal.
+// The daemon checkpoints the same data incrementally (Header and Delta).
+//
+//msgp:ignore State WindowState
 type State struct {
-	Version   int
-	Watermark int64
-	Sources   []SourceState
-	Windows   []WindowState
-}
-
-// SourceState is one source's watermark state. Idleness is not kept: after
-// a restore every source is active again and must deliver or time out anew.
-type SourceState struct {
-	Name  string
-	OOO   int64
-	MaxTS int64
-	Has   bool
+	Header
+	Windows []WindowState
 }
 
 // WindowState is the state of one window operator.
 type WindowState struct {
 	Name string
-	// Spec is the shape the state was built under; a window whose shape
-	// changed starts empty.
 	Spec string
 	Keys []KeyState
 }
 
+// Header is the engine-level part of the state: the watermark, the
+// sources, and the shape of each window operator, so that a window whose
+// shape changed between checkpoint and restart starts empty.
+//
+//msgp:tuple Header
+type Header struct {
+	Version   int
+	Watermark int64
+	Sources   []SourceState
+	Ops       []OpHeader
+}
+
+// OpHeader names an operator and the shape of its state.
+//
+//msgp:tuple OpHeader
+type OpHeader struct {
+	Name string
+	Spec string
+}
+
+// SourceState is one source's watermark state, idleness included (idleness
+// is decided in processing time but enters the engine from the log, so it
+// is part of the deterministic state).
+//
+//msgp:tuple SourceState
+type SourceState struct {
+	Name  string
+	OOO   int64
+	MaxTS int64
+	Has   bool
+	Idle  bool
+}
+
 // KeyState is the state of one key of one window.
+//
+//msgp:tuple KeyState
 type KeyState struct {
 	A, B     string // the key's parts (sensor and metric, ...)
 	Panes    []PaneState
@@ -48,6 +74,8 @@ type KeyState struct {
 }
 
 // PaneState is one pane of an aligned window.
+//
+//msgp:tuple PaneState
 type PaneState struct {
 	Start int64
 	Agg   AggState
@@ -55,12 +83,16 @@ type PaneState struct {
 
 // FiredState counts the firings of an aligned window still within allowed
 // lateness.
+//
+//msgp:tuple FiredState
 type FiredState struct {
 	End   int64
 	Fires int32
 }
 
 // SessionState is one session window.
+//
+//msgp:tuple SessionState
 type SessionState struct {
 	Start, End int64
 	Fires      int32
@@ -70,6 +102,8 @@ type SessionState struct {
 
 // AggState is the running aggregate of a pane or session. Sketch holds the
 // percentile sketch in its binary encoding, or nil.
+//
+//msgp:tuple AggState
 type AggState struct {
 	Count           int64
 	Sum, Min, Max   float64
@@ -109,12 +143,21 @@ func (a *aggState) restore(s *AggState, n aggNeeds, pool *aggPool) error {
 	return nil
 }
 
+// header returns the engine-level state.
+func (e *Engine) header() Header {
+	h := Header{Version: StateVersion, Watermark: e.wm}
+	for _, s := range e.sources {
+		h.Sources = append(h.Sources, SourceState{Name: s.name, OOO: s.ooo, MaxTS: s.maxTS, Has: s.has, Idle: s.idle})
+	}
+	for _, op := range e.ops {
+		h.Ops = append(h.Ops, OpHeader{Name: op.spec.Name, Spec: op.spec.fingerprint()})
+	}
+	return h
+}
+
 // Snapshot returns the engine's whole state.
 func (e *Engine) Snapshot() *State {
-	st := &State{Version: StateVersion, Watermark: e.wm}
-	for _, s := range e.sources {
-		st.Sources = append(st.Sources, SourceState{Name: s.name, OOO: s.ooo, MaxTS: s.maxTS, Has: s.has})
-	}
+	st := &State{Header: e.header()}
 	for _, op := range e.ops {
 		ws := WindowState{Name: op.spec.Name, Spec: op.spec.fingerprint()}
 		for _, ks := range op.keys {
@@ -129,6 +172,57 @@ func (e *Engine) Snapshot() *State {
 		st.Windows = append(st.Windows, ws)
 	}
 	return st
+}
+
+// KeyDelta is one changed key: its operator, its store key and its encoded
+// KeyState, or a nil Value when the key has no state any more.
+type KeyDelta struct {
+	Op    string
+	Key   []byte
+	Value []byte
+}
+
+// Delta is what changed since the previous Delta (or restore): the encoded
+// Header, always whole, and the keys that changed, each op's keys in the
+// order they first changed. It needs Config.Incremental.
+type Delta struct {
+	Header []byte
+	Keys   []KeyDelta
+}
+
+// AppendDelta fills d with the changes since the last call and forgets
+// them. The cost is proportional to the changed keys, not to all keys.
+func (e *Engine) AppendDelta(d *Delta) error {
+	h := e.header()
+	var err error
+	if d.Header, err = h.MarshalMsg(d.Header[:0]); err != nil {
+		return err
+	}
+	for _, op := range e.ops {
+		for _, ks := range op.dirty {
+			ks.dirty = false
+			kd := KeyDelta{Op: op.spec.Name, Key: StoreKey(ks.k.a, ks.k.b)}
+			if !ks.empty() {
+				st := ks.state()
+				if kd.Value, err = st.MarshalMsg(nil); err != nil {
+					return err
+				}
+			}
+			d.Keys = append(d.Keys, kd)
+		}
+		clear(op.dirty)
+		op.dirty = op.dirty[:0]
+	}
+	return nil
+}
+
+// StoreKey is the key under which a key's state is stored: its parts
+// joined by a zero byte.
+func StoreKey(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
 }
 
 func (ks *keyState) state() KeyState {
@@ -148,48 +242,98 @@ func (ks *keyState) state() KeyState {
 
 // Restore replaces the engine's state with st. Windows are matched by name;
 // a window whose shape (type, sizes, key, aggregate needs) changed since the
-// snapshot starts empty, and its name is returned in dropped so the caller
-// can say so. Sources in st that the config no longer declares are kept, as
-// undeclared sources are.
+// snapshot starts empty, and its name is returned in dropped.
 func (e *Engine) Restore(st *State) (dropped []string, err error) {
-	if st.Version != StateVersion {
-		return nil, fmt.Errorf("restore: state version %d, want %d", st.Version, StateVersion)
+	hb, err := st.Header.MarshalMsg(nil)
+	if err != nil {
+		return nil, err
 	}
-	now := e.started
-	e.wm = st.Watermark
-	e.last = nil
-	for _, ss := range st.Sources {
-		s := e.byName[ss.Name]
-		if s == nil {
-			s = e.addSource(ss.Name, 0, now)
-			s.ooo = ss.OOO
-		}
-		s.maxTS, s.has = ss.MaxTS, ss.Has
-		s.idle = false
-		s.lastActive = now
-	}
-	byName := map[string]*WindowState{}
-	for i := range st.Windows {
-		byName[st.Windows[i].Name] = &st.Windows[i]
+	if dropped, err = e.BeginRestore(hb); err != nil {
+		return nil, err
 	}
 	var errs []error
-	for _, op := range e.ops {
-		op.reset()
-		ws := byName[op.spec.Name]
-		if ws == nil {
-			continue
-		}
-		if ws.Spec != op.spec.fingerprint() {
-			dropped = append(dropped, op.spec.Name)
-			continue
-		}
-		for i := range ws.Keys {
-			if err := op.restoreKey(&ws.Keys[i], e.wm); err != nil {
-				errs = append(errs, fmt.Errorf("window %q key %q: %w", op.spec.Name, ws.Keys[i].A, err))
+	for i := range st.Windows {
+		ws := &st.Windows[i]
+		for j := range ws.Keys {
+			if err := e.restoreKeyState(ws.Name, &ws.Keys[j]); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
 	return dropped, errors.Join(errs...)
+}
+
+// BeginRestore starts a restore from an encoded Header: it sets the
+// watermark and the sources and empties every window. It returns the names
+// of the operators in the header whose state must be thrown away (no longer
+// configured, or configured with another shape); RestoreKey ignores keys of
+// those. Idleness comes back as it was, since it entered the engine from
+// the log.
+func (e *Engine) BeginRestore(header []byte) (dropped []string, err error) {
+	var h Header
+	if _, err := h.UnmarshalMsg(header); err != nil {
+		return nil, fmt.Errorf("restore: engine header: %w", err)
+	}
+	if h.Version != StateVersion {
+		return nil, fmt.Errorf("restore: state version %d, want %d", h.Version, StateVersion)
+	}
+	e.wm = h.Watermark
+	e.last = nil
+	for _, ss := range h.Sources {
+		s := e.byName[ss.Name]
+		if s == nil {
+			s = e.addSource(ss.Name, 0, e.started)
+		}
+		s.ooo = ss.OOO
+		s.maxTS, s.has, s.idle = ss.MaxTS, ss.Has, ss.Idle
+	}
+	specs := map[string]string{}
+	for _, oh := range h.Ops {
+		specs[oh.Name] = oh.Spec
+	}
+	for _, op := range e.ops {
+		op.reset()
+		op.restoring = false
+		if spec, ok := specs[op.spec.Name]; ok {
+			if spec == op.spec.fingerprint() {
+				op.restoring = true
+			} else {
+				dropped = append(dropped, op.spec.Name)
+			}
+			delete(specs, op.spec.Name)
+		}
+	}
+	for name := range specs {
+		dropped = append(dropped, name)
+	}
+	slices.Sort(dropped)
+	return dropped, nil
+}
+
+// RestoreKey loads one key's encoded KeyState into the named operator,
+// after BeginRestore. Keys of operators that are dropped or unknown are
+// ignored.
+func (e *Engine) RestoreKey(op string, value []byte) error {
+	var ks KeyState
+	if _, err := ks.UnmarshalMsg(value); err != nil {
+		return fmt.Errorf("restore: window %q: %w", op, err)
+	}
+	return e.restoreKeyState(op, &ks)
+}
+
+func (e *Engine) restoreKeyState(name string, ks *KeyState) error {
+	for _, op := range e.ops {
+		if op.spec.Name == name {
+			if !op.restoring {
+				return nil
+			}
+			if err := op.restoreKey(ks, e.wm); err != nil {
+				return fmt.Errorf("restore: window %q key %q: %w", name, ks.A, err)
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 func (op *windowOp) reset() {
@@ -207,6 +351,8 @@ func (op *windowOp) reset() {
 	op.keys = make(map[kkey]*keyState)
 	op.heap = op.heap[:0]
 	op.empties = 0
+	clear(op.dirty)
+	op.dirty = op.dirty[:0]
 }
 
 func (op *windowOp) restoreKey(s *KeyState, wm int64) error {
