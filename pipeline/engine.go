@@ -235,6 +235,12 @@ func (e *Engine) MarkIdle(source string, now int64) {
 	e.advance(e.combined())
 }
 
+// SourceIdle reports whether the named source is marked idle.
+func (e *Engine) SourceIdle(name string) bool {
+	s := e.byName[name]
+	return s != nil && s.idle
+}
+
 // Sources returns the names of the sources the engine knows, declared or
 // seen, in order of first appearance.
 func (e *Engine) Sources() []string {

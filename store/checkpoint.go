@@ -71,7 +71,7 @@ func (s *Store) Commit(cp *Checkpoint) error {
 		for i := range cp.Records {
 			r := &cp.Records[i]
 			if r.Seq != lastSeq+1 {
-				return fmt.Errorf("outbox: record seq %d does not follow %d", r.Seq, lastSeq)
+				return fmt.Errorf("%w: record seq %d does not follow %d", ErrSeqGap, r.Seq, lastSeq)
 			}
 			var err error
 			if buf, err = r.MarshalMsg(buf[:0]); err != nil {
@@ -116,16 +116,24 @@ func readCheckpoint(tx *bolt.Tx) (*CheckpointMeta, error) {
 	return &m, nil
 }
 
-// LoadCheckpoint returns the newest checkpoint's head, or nil when there is
-// none, and passes every stored state key to fn (op name, key, value; valid
-// only during the call).
-func (s *Store) LoadCheckpoint(fn func(op string, key, value []byte) error) (*CheckpointMeta, error) {
+// CheckpointMeta returns the newest checkpoint's head, or nil when there is
+// none.
+func (s *Store) CheckpointMeta() (*CheckpointMeta, error) {
 	var meta *CheckpointMeta
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if meta, err = readCheckpoint(tx); err != nil {
 			return &CorruptError{Path: s.path, Err: err}
 		}
+		return nil
+	})
+	return meta, err
+}
+
+// LoadState passes every stored state key to fn (operator name, key,
+// value; the slices are valid only during the call).
+func (s *Store) LoadState(fn func(op string, key, value []byte) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
 		sb := tx.Bucket(bucketState)
 		return sb.ForEachBucket(func(name []byte) error {
 			op := string(name)
@@ -134,7 +142,6 @@ func (s *Store) LoadCheckpoint(fn func(op string, key, value []byte) error) (*Ch
 			})
 		})
 	})
-	return meta, err
 }
 
 // StateOps returns the names of the operators that have stored state.

@@ -9,10 +9,12 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // FormatVersion is the version of the on-disk layout (FORMAT.md). A file
@@ -94,6 +96,10 @@ type Options struct {
 	OpenFile func(string, int, os.FileMode) (*os.File, error)
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
+	// ReadOnly opens an existing file for reading only (edged inspect,
+	// replay): no write, the clean-shutdown mark untouched, and other
+	// readers may open it at the same time.
+	ReadOnly bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -168,6 +174,9 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	_, statErr := os.Stat(path)
+	if o.ReadOnly && statErr != nil {
+		return nil, fmt.Errorf("no data file at %s: edged has not run with this data_dir (%w)", path, statErr)
+	}
 	bo := &bolt.Options{
 		Timeout:        o.LockTimeout,
 		NoFreelistSync: true,
@@ -175,6 +184,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		MaxSize:        o.MaxFileBytes,
 		NoSync:         o.NoSync,
 		OpenFile:       o.OpenFile,
+		ReadOnly:       o.ReadOnly,
 	}
 	db, err := bolt.Open(path, 0o600, bo)
 	if err != nil {
@@ -216,6 +226,9 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
 
 func (s *Store) init() error {
+	if s.opts.ReadOnly {
+		return s.initReadOnly()
+	}
 	var unclean bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
@@ -271,6 +284,28 @@ func (s *Store) init() error {
 		if err := s.Check(); err != nil {
 			return err
 		}
+	}
+	return s.loadCounters()
+}
+
+func (s *Store) initReadOnly() error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return &CorruptError{Path: s.path, Err: fmt.Errorf("bucket %q missing: not an edged data file", b)}
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		ver, _ := strconv.Atoi(string(m.Get(metaVersion)))
+		s.Opened.FormatVersion = ver
+		if ver > FormatVersion {
+			return fmt.Errorf("%s: %w (format %d; this edged reads format %d)", s.path, ErrNewerFormat, ver, FormatVersion)
+		}
+		s.Opened.Unclean = string(m.Get(metaClean)) != "1"
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return s.loadCounters()
 }
@@ -351,9 +386,12 @@ func (s *Store) loadCounters() error {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		uerr := s.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketMeta).Put(metaClean, []byte("1"))
-		})
+		var uerr error
+		if !s.opts.ReadOnly {
+			uerr = s.db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put(metaClean, []byte("1"))
+			})
+		}
 		err = errors.Join(uerr, s.db.Close())
 	})
 	return err
@@ -382,4 +420,16 @@ func addUint(b *bolt.Bucket, key []byte, d uint64) error {
 		return nil
 	}
 	return putUint(b, key, getUint(b, key)+d)
+}
+
+// ErrSeqGap is returned by Commit when records do not continue the outbox's
+// seq: a bug, never retried.
+var ErrSeqGap = errors.New("outbox seq gap")
+
+// Retryable reports whether a failed write may succeed later without any
+// change by edged: the disk or the file's size cap was full, or the device
+// reported an I/O error. Such failures pause intake; others are fatal.
+func Retryable(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO) ||
+		errors.Is(err, berrors.ErrMaxSizeReached)
 }

@@ -216,11 +216,14 @@ func TestCheckpointStateAndOutbox(t *testing.T) {
 	}
 	defer s2.Close()
 	got := map[string]string{}
-	meta, err := s2.LoadCheckpoint(func(op string, k, v []byte) error {
+	meta, err := s2.CheckpointMeta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.LoadState(func(op string, k, v []byte) error {
 		got[op+"/"+string(k)] = string(v)
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if meta.Offset != 9 || meta.NextSeq != 4 || len(got) != 1 || got["w/b"] != "22" {

@@ -38,9 +38,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 const usage = `edged: event-time stream processing for IoT gateways
 
 Usage:
+  edged run      -c FILE         the daemon: sources -> durable log -> windows -> outbox
   edged batch    -c FILE [--format F] [--source NAME] [FILE|-]...
                                  run the configured windows over bounded input; records on stdout
   edged check    -c FILE         validate a config and print it with defaults filled in
+  edged inspect  -c FILE [--outbox|--quarantine|--check] [--json]
+                                 log, checkpoint, outbox and quarantine figures of a stopped daemon
   edged simulate sine [flags]    synthetic sine sensor (see edged simulate -h)
   edged version                  print the version
 
@@ -61,8 +64,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "batch":
 		err = cmdBatch(rest, stdin, stdout, stderr)
+	case "run":
+		err = cmdRun(rest, stdin, stdout, stderr)
 	case "check":
 		err = cmdCheck(rest, stdout, stderr)
+	case "inspect":
+		err = cmdInspect(rest, stdout, stderr)
 	case "simulate":
 		err = cmdSimulate(rest, stdout, stderr)
 	case "version", "--version", "-version":

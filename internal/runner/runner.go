@@ -1,0 +1,450 @@
+// Package runner drives the pipeline in the daemon: it reads the ingest log
+// in offset order, feeds the engine, collects the records, and takes
+// checkpoints, each one transaction holding the log offset, the state that
+// changed and the outbox records produced since the previous one.
+//
+// # Exactly once
+//
+// The log is the pipeline's only input, so a run is a deterministic
+// function of the log. A checkpoint at offset O stores the engine's state
+// after entries [0, O) and the records they produced, with their seq. After
+// a crash the runner restores the newest checkpoint and replays from O: the
+// records it produces again get the same seq and id, and nothing before O
+// is produced twice. Processing-time decisions that change results
+// (idleness) are written into the log as entries, so a replay takes them at
+// the same place. Early results (final: false) depend on processing time
+// and never enter the outbox.
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/sensors"
+	"github.com/edged/edged/store"
+)
+
+// Config configures a Runner.
+type Config struct {
+	Device             string
+	Engine             pipeline.Config
+	CheckpointInterval time.Duration // default 1 s
+	// IdleTimeout marks a source idle when it delivered nothing for this
+	// long (processing time). 0 disables idleness.
+	IdleTimeout time.Duration
+	// Live receives records that do not go to the outbox (early results),
+	// on the runner's goroutine. Optional.
+	Live   func(r *pipeline.Record)
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Runner owns the engine. Run and Drain must be called from one goroutine.
+type Runner struct {
+	cfg Config
+	st  *store.Store
+	app *store.Appender
+	eng *pipeline.Engine
+	log *slog.Logger
+
+	offset  uint64 // next log offset to process
+	nextSeq uint64
+	pending []store.Record // produced since the last checkpoint
+	dropOps []string       // stored state to delete with the next checkpoint
+	lastCP  time.Time
+	cpOff   uint64 // offset of the last checkpoint handed to the writer
+
+	lastIngest map[string]int64 // per source: ingest time of its newest entry
+	idleSent   map[string]bool  // idle marker written, no reading since
+
+	curIngest int64 // ingest time of the entry being processed
+	buf       []byte
+
+	cpCh   chan *store.Checkpoint
+	cpDone chan error
+	cpBusy bool
+	quit   chan struct{} // closed to stop retrying a checkpoint at shutdown
+
+	// Stats.
+	Processed   int64
+	Checkpoints int64
+	LastPause   time.Duration // the pipeline's pause for the last checkpoint
+	MaxPause    time.Duration
+}
+
+// New restores the newest checkpoint of st (if any) into a new engine and
+// returns a runner positioned at its offset.
+func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Engine.Incremental = true
+	r := &Runner{cfg: cfg, st: st, app: app, log: cfg.Logger, nextSeq: 1,
+		lastIngest: map[string]int64{}, idleSent: map[string]bool{}}
+	now := cfg.Now()
+	eng, err := pipeline.New(cfg.Engine, pipeline.SinkFunc(r.emit), now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	r.eng = eng
+	start := time.Now()
+	meta, err := st.CheckpointMeta()
+	if err != nil {
+		return nil, err
+	}
+	if meta != nil {
+		dropped, err := eng.BeginRestore(meta.Engine)
+		if err != nil {
+			return nil, err
+		}
+		r.dropOps = dropped
+		keys := 0
+		if err := st.LoadState(func(op string, key, value []byte) error {
+			keys++
+			return eng.RestoreKey(op, value)
+		}); err != nil {
+			return nil, fmt.Errorf("restore state: %w", err)
+		}
+		r.offset, r.nextSeq = meta.Offset, meta.NextSeq
+		for _, name := range eng.Sources() {
+			r.idleSent[name] = eng.SourceIdle(name)
+		}
+		r.log.Info("restored checkpoint", "offset", meta.Offset, "next_seq", meta.NextSeq, "keys", keys,
+			"age", now.Sub(time.UnixMilli(meta.Time)).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
+		if len(dropped) > 0 {
+			r.log.Warn("window state dropped: the window is no longer configured or its shape changed", "windows", dropped)
+		}
+	} else {
+		r.offset = st.LogFirst()
+		r.nextSeq = st.OutboxLastSeq() + 1
+	}
+	// Stored state of operators the engine does not know any more.
+	ops, err := st.StateOps()
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, w := range cfg.Engine.Windows {
+		known[w.Name] = true
+	}
+	for _, op := range ops {
+		if !known[op] && !contains(r.dropOps, op) {
+			r.dropOps = append(r.dropOps, op)
+		}
+	}
+	if first := st.LogFirst(); r.offset < first {
+		return nil, fmt.Errorf("checkpoint at log offset %d but the log starts at %d: entries were lost", r.offset, first)
+	}
+	nowMs := now.UnixMilli()
+	for _, s := range cfg.Engine.Sources {
+		r.lastIngest[s.Name] = nowMs
+	}
+	r.cpOff = r.offset
+	r.lastCP = now
+	return r, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Offset returns the next log offset the runner will process.
+func (r *Runner) Offset() uint64 { return r.offset }
+
+// Engine returns the engine, for stats.
+func (r *Runner) Engine() *pipeline.Engine { return r.eng }
+
+// emit receives the engine's records.
+func (r *Runner) emit(rec *pipeline.Record) {
+	if !rec.Final {
+		if r.cfg.Live != nil {
+			r.cfg.Live(rec)
+		}
+		return
+	}
+	id := RecordID(r.cfg.Device, rec)
+	seq := r.nextSeq
+	r.nextSeq++
+	body := rec.AppendJSON(r.buf[:0])
+	body = body[:len(body)-1] // reopen the object
+	body = append(body, `,"device":`...)
+	body = pipeline.AppendString(body, r.cfg.Device)
+	body = append(body, `,"seq":`...)
+	body = strconv.AppendUint(body, seq, 10)
+	body = append(body, `,"id":"`...)
+	body = append(body, id...)
+	body = append(body, `"}`...)
+	r.buf = body
+	r.pending = append(r.pending, store.Record{
+		Seq: seq, ID: id, Kind: uint8(rec.Kind), Name: rec.Name, Key: rec.Key,
+		Created: r.curIngest, Body: append([]byte(nil), body...),
+	})
+	if r.cfg.Live != nil {
+		r.cfg.Live(rec)
+	}
+}
+
+// RecordID derives a record's id from its identity only (SEMANTICS
+// section 5): device, window, key, start and rev for window records;
+// detector, key, ts and state for alerts; window, source, sensor, metric,
+// ts and value for late records. A record recomputed after a crash gets
+// the same id.
+func RecordID(device string, r *pipeline.Record) string {
+	h := sha256.New()
+	var b []byte
+	field := func(s string) { b = append(append(b, s...), 0) }
+	num := func(v int64) { b = append(strconv.AppendInt(b, v, 10), 0) }
+	field(r.Kind.String())
+	field(device)
+	field(r.Name)
+	switch r.Kind {
+	case pipeline.KindWindow:
+		field(r.Key)
+		num(r.Start)
+		num(int64(r.Rev))
+	case pipeline.KindAlert:
+		field(r.Key)
+		num(r.TS)
+		field(r.State)
+	case pipeline.KindLate:
+		field(r.Source)
+		field(r.Sensor)
+		field(r.Metric)
+		num(r.TS)
+		num(int64(math.Float64bits(r.Value)))
+	}
+	h.Write(b)
+	sum := h.Sum(nil)
+	return hex.EncodeToString(sum[:16])
+}
+
+// step processes up to max log entries; it returns how many.
+func (r *Runner) step(max int) (int, error) {
+	var rd sensors.Reading
+	n := 0
+	next, err := r.st.ReadLog(r.offset, max, func(off uint64, e *store.Entry) error {
+		if off != r.offset {
+			return fmt.Errorf("log gap: expected offset %d, got %d", r.offset, off)
+		}
+		r.curIngest = e.Ingest
+		switch e.Kind {
+		case store.EntryReading:
+			rd = sensors.Reading{Source: e.Source, Sensor: e.Sensor, Metric: e.Metric, Value: e.Value, TS: e.TS}
+			if err := r.eng.Process(&rd, e.Ingest); err != nil {
+				// Decoders never log such a reading; count and go on.
+				r.log.Debug("reading skipped", "offset", off, "err", err)
+			}
+			r.lastIngest[e.Source] = max64(r.lastIngest[e.Source], e.Ingest)
+			r.idleSent[e.Source] = false
+		case store.EntryIdle:
+			r.eng.MarkIdle(e.Source, e.Ingest)
+		}
+		r.offset = off + 1
+		n++
+		r.Processed++
+		return nil
+	})
+	_ = next
+	return n, err
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// Run processes the log as it grows and checkpoints every
+// CheckpointInterval, until ctx ends. It then returns without a final
+// checkpoint: call Drain once the sources and the appender have stopped.
+func (r *Runner) Run(ctx context.Context) error {
+	r.startWriter()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	caughtUp := false
+	for {
+		n, err := r.step(4096)
+		if err != nil {
+			return err
+		}
+		now := r.cfg.Now()
+		if now.Sub(r.lastCP) >= r.cfg.CheckpointInterval {
+			if err := r.checkpoint(ctx, false); err != nil {
+				return err
+			}
+		}
+		if n > 0 {
+			continue
+		}
+		if !caughtUp {
+			caughtUp = true
+			r.log.Debug("pipeline caught up with the log", "offset", r.offset)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.app.Committed():
+		case <-tick.C:
+			r.eng.Tick(r.cfg.Now().UnixMilli())
+			r.idle(ctx)
+		}
+	}
+}
+
+// idle writes an idle marker for each source silent for IdleTimeout.
+func (r *Runner) idle(ctx context.Context) {
+	if r.cfg.IdleTimeout <= 0 || r.app == nil {
+		return
+	}
+	now := r.cfg.Now().UnixMilli()
+	for name, last := range r.lastIngest {
+		if r.idleSent[name] || now-last < r.cfg.IdleTimeout.Milliseconds() {
+			continue
+		}
+		r.idleSent[name] = true
+		r.log.Info("source idle: it no longer holds back the watermark", "source", name, "silent_for", time.Duration(now-last)*time.Millisecond)
+		err := r.app.Append(ctx, store.AppendRequest{Entries: []store.Entry{{Kind: store.EntryIdle, Source: name, Ingest: now}}})
+		if err != nil {
+			r.idleSent[name] = false
+		}
+	}
+}
+
+// Drain processes the rest of the log and takes a final checkpoint. Call it
+// after the sources and the appender have stopped (graceful shutdown).
+func (r *Runner) Drain(ctx context.Context) error {
+	r.startWriter()
+	for {
+		n, err := r.step(4096)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := r.checkpoint(ctx, true); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { close(r.quit) })
+	defer stop()
+	return r.waitWriter()
+}
+
+// checkpoint hands the changes since the last checkpoint to the writer.
+// The pipeline pauses only to encode the changed keys (and to wait for the
+// previous checkpoint's commit, if it is still being written).
+func (r *Runner) checkpoint(ctx context.Context, final bool) error {
+	start := time.Now()
+	if err := r.waitWriter(); err != nil {
+		return err
+	}
+	r.lastCP = r.cfg.Now()
+	if r.offset == r.cpOff && len(r.pending) == 0 && len(r.dropOps) == 0 && !final {
+		return nil
+	}
+	var d pipeline.Delta
+	if err := r.eng.AppendDelta(&d); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	cp := &store.Checkpoint{
+		Meta:    store.CheckpointMeta{Offset: r.offset, NextSeq: r.nextSeq, Time: r.lastCP.UnixMilli(), Engine: d.Header},
+		DropOps: r.dropOps,
+		Records: r.pending,
+	}
+	cp.Meta.Keys = int64(r.eng.Stats().Keys)
+	cp.State = make([]store.StateOp, len(d.Keys))
+	for i, k := range d.Keys {
+		cp.State[i] = store.StateOp{Op: k.Op, Key: k.Key, Value: k.Value}
+	}
+	r.dropOps = nil
+	r.pending = nil
+	r.cpOff = r.offset
+	r.cpBusy = true
+	r.cpCh <- cp
+	r.LastPause = time.Since(start)
+	r.MaxPause = max(r.MaxPause, r.LastPause)
+	r.Checkpoints++
+	return nil
+}
+
+func (r *Runner) startWriter() {
+	if r.cpCh != nil {
+		return
+	}
+	r.cpCh = make(chan *store.Checkpoint)
+	r.cpDone = make(chan error, 1)
+	r.quit = make(chan struct{})
+	go func() {
+		for cp := range r.cpCh {
+			r.cpDone <- r.commit(cp)
+		}
+	}()
+}
+
+// commit writes a checkpoint, retrying while the disk is full: the
+// changes it holds exist nowhere else (the engine forgot them), so it is
+// not dropped while edged runs; meanwhile the pipeline waits at its next
+// checkpoint and the log keeps the input. At shutdown it gives up: recovery
+// then replays from the previous checkpoint, which loses nothing.
+func (r *Runner) commit(cp *store.Checkpoint) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := r.st.Commit(cp)
+		if err == nil {
+			if attempt > 1 {
+				r.log.Info("checkpoint committed after retries", "attempts", attempt)
+			}
+			return nil
+		}
+		if !store.Retryable(err) {
+			return err
+		}
+		r.log.Error("checkpoint failed; pipeline paused until it succeeds", "err", err, "retry_in", backoff)
+		select {
+		case <-r.quit:
+			return fmt.Errorf("checkpoint not committed at shutdown (recovery replays from the previous one): %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// waitWriter waits for the checkpoint being written, if any.
+func (r *Runner) waitWriter() error {
+	if !r.cpBusy {
+		return nil
+	}
+	r.cpBusy = false
+	return <-r.cpDone
+}
+
+// Close stops the checkpoint writer. Call after Drain (or after Run when no
+// final checkpoint is wanted).
+func (r *Runner) Close() error {
+	err := r.waitWriter()
+	if r.cpCh != nil {
+		close(r.cpCh)
+		r.cpCh = nil
+	}
+	return err
+}
