@@ -57,6 +57,7 @@ type Engine struct {
 	wm      int64
 	started int64 // processing time of the start, for sources never seen
 	rec     Record
+	skBuf   []byte // scratch for sketch encodings
 
 	// Counters; read them with Stats.
 	readings, late, fired int64

@@ -39,6 +39,8 @@ type windowOp struct {
 	// restoring is set between BeginRestore and the first reading when the
 	// stored state of this operator matches its shape.
 	restoring bool
+	// deltaPerKey is the bytes per key of the last Delta, to size the next.
+	deltaPerKey int
 }
 
 // touch marks ks changed since the last Delta.

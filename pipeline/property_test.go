@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,7 +15,8 @@ import (
 // genWindows draws one window of each type with random sizes.
 func genWindows(t *rapid.T) []WindowSpec {
 	all := []AggSpec{{Name: "count", Kind: AggCount}, {Name: "sum", Kind: AggSum}, {Name: "min", Kind: AggMin},
-		{Name: "max", Kind: AggMax}, {Name: "first", Kind: AggFirst}, {Name: "last", Kind: AggLast}}
+		{Name: "max", Kind: AggMax}, {Name: "first", Kind: AggFirst}, {Name: "last", Kind: AggLast},
+		{Name: "p50", Kind: AggQuantile, Q: 0.5}}
 	slide := rapid.Int64Range(1, 20).Draw(t, "slide") * 100
 	size := slide * rapid.Int64Range(1, 16).Draw(t, "panes")
 	// A second sliding window whose size is not a multiple of its slide
@@ -270,6 +272,41 @@ func TestPropertyIncrementalCheckpoints(t *testing.T) {
 		got := runIncremental(t, ooo, ws, rs, cps, crashAt)
 		if !slices.Equal(got, want) {
 			t.Fatalf("incremental checkpoints/crash at %d changed results:\n got: %s\nwant: %s", crashAt, strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+		}
+	})
+}
+
+// TestPropertyDirectEncoding: the checkpoint's direct encoder writes the
+// same bytes as the generated msgp encoder of the plain-data state.
+func TestPropertyDirectEncoding(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ws := genWindows(t)
+		ws[0].Aggs = append(ws[0].Aggs, AggSpec{Name: "stddev", Kind: AggStddev})
+		for i := range ws {
+			ws[i].AllowedLateness = time.Second
+		}
+		e, err := New(Config{DefaultOutOfOrderness: time.Second, Windows: ws}, &collector{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := rapid.IntRange(1, 200).Draw(t, "n")
+		for i := 0; i < n; i++ {
+			r := sensors.Reading{Sensor: fmt.Sprintf("k%d", rapid.IntRange(0, 3).Draw(t, "key")), Metric: rapid.SampledFrom([]string{"", "m"}).Draw(t, "metric"),
+				Value: rapid.Float64Range(-1e6, 1e6).Draw(t, "v"), TS: rapid.Int64Range(0, 30000).Draw(t, "ts"), Source: "s"}
+			e.Process(&r, 0)
+		}
+		var sk []byte
+		for _, op := range e.ops {
+			for _, ks := range op.keys {
+				st := ks.state()
+				want, err := st.MarshalMsg(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := ks.appendMsg(nil, &sk); !bytes.Equal(got, want) {
+					t.Fatalf("window %s key %s: direct encoding differs\n got %x\nwant %x", op.spec.Name, ks.key, got, want)
+				}
+			}
 		}
 	})
 }

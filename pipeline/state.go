@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/tinylib/msgp/msgp"
 )
 
 //go:generate go run github.com/tinylib/msgp@v1.6.5 -file state.go -o state_gen.go -io=false -tests=true
@@ -134,7 +136,7 @@ func (a *aggState) restore(s *AggState, n aggNeeds, pool *aggPool) error {
 	a.x = x
 	x.firstTS, x.lastTS, x.first, x.last = s.FirstTS, s.LastTS, s.First, s.Last
 	x.mean, x.m2 = s.Mean, s.M2
-	if s.Sketch != nil {
+	if len(s.Sketch) > 0 {
 		x.sk = pool.getSketch()
 		if err := x.sk.UnmarshalBinary(s.Sketch); err != nil {
 			return err
@@ -198,15 +200,44 @@ func (e *Engine) AppendDelta(d *Delta) error {
 	if d.Header, err = h.MarshalMsg(d.Header[:0]); err != nil {
 		return err
 	}
+	n := len(d.Keys)
 	for _, op := range e.ops {
+		n += len(op.dirty)
+	}
+	d.Keys = slices.Grow(d.Keys, n-len(d.Keys))
+	for _, op := range e.ops {
+		// One buffer for all keys and values of this op: a checkpoint of
+		// many keys costs no allocation per key.
+		// Sized from the previous delta's bytes per key, so that a big
+		// checkpoint does not copy its buffer while it grows.
+		per := op.deltaPerKey
+		if per == 0 {
+			per = 128
+		}
+		buf := make([]byte, 0, len(op.dirty)*per*5/4)
+		type span struct{ k0, k1, v0, v1 int }
+		spans := make([]span, 0, len(op.dirty))
 		for _, ks := range op.dirty {
 			ks.dirty = false
-			kd := KeyDelta{Op: op.spec.Name, Key: StoreKey(ks.k.a, ks.k.b)}
+			var sp span
+			sp.k0 = len(buf)
+			buf = append(buf, ks.k.a...)
+			buf = append(buf, 0)
+			buf = append(buf, ks.k.b...)
+			sp.k1, sp.v0 = len(buf), len(buf)
 			if !ks.empty() {
-				st := ks.state()
-				if kd.Value, err = st.MarshalMsg(nil); err != nil {
-					return err
-				}
+				buf = ks.appendMsg(buf, &e.skBuf)
+			}
+			sp.v1 = len(buf)
+			spans = append(spans, sp)
+		}
+		if len(op.dirty) > 0 {
+			op.deltaPerKey = len(buf)/len(op.dirty) + 1
+		}
+		for _, sp := range spans {
+			kd := KeyDelta{Op: op.spec.Name, Key: buf[sp.k0:sp.k1:sp.k1]}
+			if sp.v1 > sp.v0 {
+				kd.Value = buf[sp.v0:sp.v1:sp.v1]
 			}
 			d.Keys = append(d.Keys, kd)
 		}
@@ -214,6 +245,61 @@ func (e *Engine) AppendDelta(d *Delta) error {
 		op.dirty = op.dirty[:0]
 	}
 	return nil
+}
+
+// appendMsg appends ks encoded exactly as KeyState.MarshalMsg encodes
+// ks.state(), without building the KeyState (a test checks the two agree).
+func (ks *keyState) appendMsg(b []byte, skBuf *[]byte) []byte {
+	b = msgp.AppendArrayHeader(b, 5)
+	b = msgp.AppendString(b, ks.k.a)
+	b = msgp.AppendString(b, ks.k.b)
+	b = msgp.AppendArrayHeader(b, uint32(len(ks.panes)))
+	for i := range ks.panes {
+		b = msgp.AppendArrayHeader(b, 2)
+		b = msgp.AppendInt64(b, ks.panes[i].start)
+		b = ks.panes[i].agg.appendMsg(b, skBuf)
+	}
+	b = msgp.AppendArrayHeader(b, uint32(len(ks.fired)))
+	for _, f := range ks.fired {
+		b = msgp.AppendArrayHeader(b, 2)
+		b = msgp.AppendInt64(b, f.end)
+		b = msgp.AppendInt32(b, f.fires)
+	}
+	b = msgp.AppendArrayHeader(b, uint32(len(ks.sess)))
+	for i := range ks.sess {
+		x := &ks.sess[i]
+		b = msgp.AppendArrayHeader(b, 5)
+		b = msgp.AppendInt64(b, x.start)
+		b = msgp.AppendInt64(b, x.end)
+		b = msgp.AppendInt32(b, x.fires)
+		b = msgp.AppendBool(b, x.pending)
+		b = x.agg.appendMsg(b, skBuf)
+	}
+	return b
+}
+
+// appendMsg appends a encoded as AggState.MarshalMsg encodes a.state().
+func (a *aggState) appendMsg(b []byte, skBuf *[]byte) []byte {
+	b = msgp.AppendArrayHeader(b, 11)
+	b = msgp.AppendInt64(b, a.count)
+	b = msgp.AppendFloat64(b, a.sum)
+	b = msgp.AppendFloat64(b, a.min)
+	b = msgp.AppendFloat64(b, a.max)
+	var x aggExt
+	if a.x != nil {
+		x = *a.x
+	}
+	b = msgp.AppendInt64(b, x.firstTS)
+	b = msgp.AppendInt64(b, x.lastTS)
+	b = msgp.AppendFloat64(b, x.first)
+	b = msgp.AppendFloat64(b, x.last)
+	b = msgp.AppendFloat64(b, x.mean)
+	b = msgp.AppendFloat64(b, x.m2)
+	if x.sk != nil {
+		*skBuf = x.sk.AppendBinary((*skBuf)[:0])
+		return msgp.AppendBytes(b, *skBuf)
+	}
+	return msgp.AppendBytes(b, nil)
 }
 
 // StoreKey is the key under which a key's state is stored: its parts

@@ -66,6 +66,7 @@ func (s *Store) Commit(cp *Checkpoint) error {
 			written += int64(len(op.Key) + len(op.Value))
 		}
 		ob := tx.Bucket(bucketOutbox)
+		ob.FillPercent = 1 // seq only grows
 		lastSeq = s.outLastSeq.Load()
 		var buf []byte
 		for i := range cp.Records {

@@ -9,12 +9,15 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Chunk limits: a group commit larger than this is stored as several chunks,
-// so that retention frees space in reasonable steps and a reader never
-// decodes a huge value at once.
+// Chunk limits: a group commit is stored as chunks of at most this size.
+// Small chunks keep bbolt's pages full and its copy-on-write cheap: bbolt
+// never splits a leaf of four keys or fewer, so with big values every
+// commit would rewrite the previous commits' chunks in the last leaf. With
+// chunks under a quarter page, a commit rewrites one partly filled leaf and
+// writes the rest into new pages (see BENCHMARKS.md, disk bytes per reading).
 const (
 	maxChunkEntries = 4096
-	maxChunkBytes   = 256 << 10
+	maxChunkBytes   = 900
 )
 
 // MaxQuarantinePayload bounds the bytes kept of one quarantined payload.
@@ -41,6 +44,9 @@ func (s *Store) Append(b *Batch) (first uint64, err error) {
 	var newEnd, newFirst uint64
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		lb := tx.Bucket(bucketLog)
+		// Keys only grow: pack pages full instead of bbolt's half-full
+		// split, which would leave every log page half empty.
+		lb.FillPercent = 1
 		off := s.logEnd.Load()
 		first = off
 		added = 0

@@ -11,6 +11,7 @@ import (
 // most QuarantineMax of them (the oldest go first, counted).
 func (s *Store) quarantine(tx *bolt.Tx, qs []QEntry) error {
 	qb := tx.Bucket(bucketQuarantine)
+	qb.FillPercent = 1 // ids only grow
 	var buf []byte
 	for i := range qs {
 		q := qs[i]

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged/edged/pipeline"
@@ -71,6 +72,8 @@ type Runner struct {
 	cpDone chan error
 	cpBusy bool
 	quit   chan struct{} // closed to stop retrying a checkpoint at shutdown
+
+	commitNs atomic.Int64 // duration of the last checkpoint commit
 
 	// Stats.
 	Processed   int64
@@ -166,6 +169,10 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
+// LastCommit returns how long the last checkpoint took to commit (on the
+// writer's goroutine, not a pause of the pipeline).
+func (r *Runner) LastCommit() time.Duration { return time.Duration(r.commitNs.Load()) }
+
 // Offset returns the next log offset the runner will process.
 func (r *Runner) Offset() uint64 { return r.offset }
 
@@ -174,7 +181,8 @@ func (r *Runner) Engine() *pipeline.Engine { return r.eng }
 
 // emit receives the engine's records.
 func (r *Runner) emit(rec *pipeline.Record) {
-	if !rec.Final {
+	if rec.Kind == pipeline.KindWindow && !rec.Final {
+		// An early result: processing-time driven, for dashboards only.
 		if r.cfg.Live != nil {
 			r.cfg.Live(rec)
 		}
@@ -396,7 +404,12 @@ func (r *Runner) startWriter() {
 	r.quit = make(chan struct{})
 	go func() {
 		for cp := range r.cpCh {
-			r.cpDone <- r.commit(cp)
+			start := time.Now()
+			err := r.commit(cp)
+			d := time.Since(start)
+			r.commitNs.Store(int64(d))
+			r.log.Debug("checkpoint committed", "offset", cp.Meta.Offset, "keys", len(cp.State), "records", len(cp.Records), "took", d)
+			r.cpDone <- err
 		}
 	}()
 }
