@@ -69,7 +69,13 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // the appender commits what they handed over, the pipeline processes the
 // rest of the log and takes a final checkpoint, the store closes.
 func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowSpec, stdin io.Reader, log *slog.Logger) error {
-	st, err := store.Open(cfg.Device.DataDir, &store.Options{DeviceID: cfg.Device.ID})
+	st, err := store.Open(cfg.Device.DataDir, &store.Options{
+		DeviceID:       cfg.Device.ID,
+		LogMaxBytes:    int64(cfg.Store.MaxBytes),
+		LogRetain:      cfg.Store.Retain.D(),
+		OutboxMaxBytes: int64(cfg.Store.OutboxMaxBytes),
+		QuarantineMax:  cfg.Store.QuarantineMax,
+	})
 	if err != nil {
 		return err
 	}
@@ -80,7 +86,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	if st.Opened.PrevDeviceID != "" {
 		log.Warn("device id changed for this data dir", "was", st.Opened.PrevDeviceID, "now", cfg.Device.ID)
 	}
-	app := st.NewAppender(store.AppenderOptions{Logger: log})
+	app := st.NewAppender(store.AppenderOptions{Logger: log, Interval: cfg.Store.CommitInterval.D()})
 
 	var srcSpecs []pipeline.SourceSpec
 	for i := range cfg.Sources {

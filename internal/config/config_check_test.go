@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // problemCase is one config with one mistake: the problem it must give,
@@ -75,7 +76,7 @@ type = "tumbling"
 size = "10s"
 sise = "5s"
 `, []string{`edged.toml:5: window[0] "temp_10s": unknown key "sise" (did you mean "size"? allowed: name, type, size,`}, 5},
-		{"unknown top-level array", "[[sources]]\nname = \"a\"\n", []string{`unknown key "sources" (did you mean "source"?`, "allowed: device, pipeline, source, window, detector, output, log"}, 1},
+		{"unknown top-level array", "[[sources]]\nname = \"a\"\n", []string{`unknown key "sources" (did you mean "source"?`, "allowed: device, pipeline, store, source, window, detector, output, log"}, 1},
 		{"unknown device key", "[device]\nid = \"gw\"\nidd = \"x\"\n", []string{`edged.toml:3: device: unknown key "idd" (did you mean "id"?`}, 3},
 		{"unknown key without suggestion", "[log]\nlevel = \"info\"\ncolour = true\n", []string{`log: unknown key "colour" (allowed: level, format)`}, 3},
 		{"unknown dotted key", "pipeline.idle = \"1s\"\n", []string{`pipeline: unknown key "idle"`}, 1},
@@ -422,5 +423,21 @@ func TestErrorFormat(t *testing.T) {
 	var got *Error
 	if !errors.As(err, &got) || got != e {
 		t.Fatal("errors.As does not find *Error")
+	}
+}
+
+func TestStoreSection(t *testing.T) {
+	c, err := Parse("edged.toml", []byte("[store]\nmax_bytes = \"64MiB\"\nretain = \"2d\"\ncommit_interval = \"1s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.MaxBytes != 64<<20 || c.Store.Retain.D() != 48*time.Hour || c.Store.CommitInterval.D() != time.Second || c.Store.OutboxMaxBytes != DefaultOutboxMaxBytes {
+		t.Fatalf("store %+v", c.Store)
+	}
+	_, err = Parse("edged.toml", []byte("[store]\nmax_bytes = \"10KiB\"\n\ncommit_interval = \"1m\"\n"))
+	for _, want := range []string{"edged.toml:2: store: max_bytes: must be at least 1MiB", "edged.toml:4: store: commit_interval: must be between"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not contain %q", err, want)
+		}
 	}
 }

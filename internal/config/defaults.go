@@ -18,6 +18,11 @@ const (
 	DefaultBaud               = 9600
 	DefaultKeyBy              = "sensor_metric"
 	DefaultLogLevel           = "info"
+	DefaultStoreMaxBytes      = Size(256 << 20)
+	DefaultStoreRetain        = Duration(7 * 24 * time.Hour)
+	DefaultOutboxMaxBytes     = Size(64 << 20)
+	DefaultQuarantineMax      = 10000
+	DefaultCommitInterval     = Duration(250 * time.Millisecond)
 	DefaultLogFormat          = "text"
 )
 
@@ -54,6 +59,23 @@ func (c *Config) setDefaults(m *meta) {
 	}
 	if unset("pipeline.checkpoint_interval", p.CheckpointInterval == 0) {
 		p.CheckpointInterval = DefaultCheckpointInterval
+	}
+
+	st := &c.Store
+	if st.MaxBytes == 0 {
+		st.MaxBytes = DefaultStoreMaxBytes
+	}
+	if st.Retain == 0 {
+		st.Retain = DefaultStoreRetain
+	}
+	if st.OutboxMaxBytes == 0 {
+		st.OutboxMaxBytes = DefaultOutboxMaxBytes
+	}
+	if st.QuarantineMax == 0 {
+		st.QuarantineMax = DefaultQuarantineMax
+	}
+	if st.CommitInterval == 0 {
+		st.CommitInterval = DefaultCommitInterval
 	}
 
 	for i := range c.Sources {

@@ -74,7 +74,7 @@ func keep(section, key string, elem, fv reflect.Value) bool {
 		return fv.Len() > 0
 	}
 	switch {
-	case section == "device", section == "pipeline", section == "log":
+	case section == "device", section == "pipeline", section == "store", section == "log":
 		return true
 	case key == "name", key == "type":
 		return true

@@ -176,6 +176,13 @@ allowed_lateness     = "0s"
 idle_timeout         = "30s"
 checkpoint_interval  = "1s"
 
+[store]
+max_bytes        = "256MiB"
+retain           = "168h"
+outbox_max_bytes = "64MiB"
+quarantine_max   = 10000
+commit_interval  = "250ms"
+
 [log]
 level  = "info"
 format = "text"

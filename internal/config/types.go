@@ -7,6 +7,7 @@ package config
 type Config struct {
 	Device    Device     `toml:"device"`
 	Pipeline  Pipeline   `toml:"pipeline"`
+	Store     Store      `toml:"store"`
 	Sources   []Source   `toml:"source"`
 	Windows   []Window   `toml:"window"`
 	Detectors []Detector `toml:"detector"`
@@ -31,6 +32,26 @@ type Pipeline struct {
 	AllowedLateness    Duration `toml:"allowed_lateness"`     // default 0s
 	IdleTimeout        Duration `toml:"idle_timeout"`         // default 30s; 0 disables idleness
 	CheckpointInterval Duration `toml:"checkpoint_interval"`  // default 1s
+}
+
+// Store tunes the data file in data_dir (store.Options).
+type Store struct {
+	// MaxBytes caps the ingest log; the oldest entries a checkpoint covers
+	// are dropped first. Default 256MiB. On 32-bit ARM keep max_bytes +
+	// outbox_max_bytes well under 1GiB.
+	MaxBytes Size `toml:"max_bytes"`
+	// Retain drops log entries older than this. Default 7d.
+	Retain Duration `toml:"retain"`
+	// OutboxMaxBytes caps the outbox; when full the oldest records are
+	// dropped and counted. Default 64MiB.
+	OutboxMaxBytes Size `toml:"outbox_max_bytes"`
+	// QuarantineMax caps the number of quarantined payloads. Default 10000.
+	QuarantineMax int `toml:"quarantine_max"`
+	// CommitInterval is the longest a reading waits for its group commit
+	// (20ms at most when an MQTT acknowledgement waits). Longer means less
+	// SD-card wear at low rates and more input unsynced at a power cut.
+	// Default 250ms.
+	CommitInterval Duration `toml:"commit_interval"`
 }
 
 // Source is one input: an MQTT subscription, a serial port, a file, stdin or

@@ -38,6 +38,7 @@ func (c *Config) validate(m *meta) {
 	v := validator{m: m}
 	v.device(&c.Device)
 	v.pipeline(&c.Pipeline)
+	v.store(&c.Store)
 
 	sourceNames := map[string]bool{}
 	names := map[string]string{}
@@ -103,6 +104,25 @@ func (v validator) pipeline(p *Pipeline) {
 	v.wholeMs(l.child("allowed_lateness"), p.AllowedLateness)
 	if p.CheckpointInterval <= 0 {
 		v.add(l.child("checkpoint_interval"), `must be more than 0, e.g. "1s"`)
+	}
+}
+
+func (v validator) store(s *Store) {
+	l := loc{key: "store", disp: "store"}
+	if s.MaxBytes < 1<<20 {
+		v.add(l.child("max_bytes"), `must be at least 1MiB, e.g. "256MiB"`)
+	}
+	if s.OutboxMaxBytes < 64<<10 {
+		v.add(l.child("outbox_max_bytes"), `must be at least 64KiB, e.g. "64MiB"`)
+	}
+	if s.Retain < Duration(time.Minute) {
+		v.add(l.child("retain"), `must be at least "1m", e.g. "7d"`)
+	}
+	if s.QuarantineMax < 1 {
+		v.add(l.child("quarantine_max"), `must be at least 1, e.g. 10000`)
+	}
+	if s.CommitInterval < Duration(time.Millisecond) || s.CommitInterval > Duration(10*time.Second) {
+		v.add(l.child("commit_interval"), `must be between "1ms" and "10s", e.g. "250ms"`)
 	}
 }
 

@@ -74,6 +74,7 @@ type Runner struct {
 	quit   chan struct{} // closed to stop retrying a checkpoint at shutdown
 
 	commitNs atomic.Int64 // duration of the last checkpoint commit
+	started  time.Time
 
 	// Stats.
 	Processed   int64
@@ -104,6 +105,7 @@ func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 	}
 	r.eng = eng
 	start := time.Now()
+	r.started = start
 	meta, err := st.CheckpointMeta()
 	if err != nil {
 		return nil, err
@@ -305,7 +307,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		if !caughtUp {
 			caughtUp = true
-			r.log.Debug("pipeline caught up with the log", "offset", r.offset)
+			r.log.Info("ready: pipeline caught up with the log", "offset", r.offset,
+				"replayed", r.Processed, "since_start", time.Since(r.started).Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
