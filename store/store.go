@@ -59,6 +59,9 @@ var (
 	ErrLocked = errors.New("data file is locked by another process")
 	// ErrNewerFormat: the file was written by a newer edged.
 	ErrNewerFormat = errors.New("data file written by a newer edged")
+	// ErrOlderFormat: the file was written by an older edged whose format
+	// this one cannot migrate.
+	ErrOlderFormat = errors.New("data file written by an older edged")
 	// ErrCorrupt: the file cannot be read as an edged data file.
 	ErrCorrupt = errors.New("data file is corrupt")
 )
@@ -257,7 +260,7 @@ func (s *Store) init() error {
 				return fmt.Errorf("%s: %w (format %d; this edged reads format %d): run the newer edged, or move the file aside to start fresh", s.path, ErrNewerFormat, ver, FormatVersion)
 			}
 			if ver < FormatVersion {
-				return fmt.Errorf("%s: format %d is older than %d and no migration exists", s.path, ver, FormatVersion)
+				return fmt.Errorf("%s: %w (format %d; this edged reads format %d and has no migration): run the edged that wrote it to deliver its outbox, then move the file aside to start fresh", s.path, ErrOlderFormat, ver, FormatVersion)
 			}
 			unclean = string(m.Get(metaClean)) != "1"
 		}
@@ -273,7 +276,7 @@ func (s *Store) init() error {
 	})
 	if err != nil {
 		var ce *CorruptError
-		if errors.As(err, &ce) || errors.Is(err, ErrNewerFormat) {
+		if errors.As(err, &ce) || errors.Is(err, ErrNewerFormat) || errors.Is(err, ErrOlderFormat) {
 			return err
 		}
 		return fmt.Errorf("initialise %s: %w", s.path, err)

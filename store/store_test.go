@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -361,6 +362,23 @@ func TestCorruptFile(t *testing.T) {
 	}
 	_, err := store.Open(dir, nil)
 	if !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("err %v", err)
+	}
+	t.Log(err)
+}
+
+func TestOlderFormatRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFormatVersionForTest(store.FormatVersion - 1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = store.Open(dir, nil)
+	if !errors.Is(err, store.ErrOlderFormat) || strings.Count(err.Error(), dir) != 1 {
 		t.Fatalf("err %v", err)
 	}
 	t.Log(err)
