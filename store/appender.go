@@ -59,7 +59,7 @@ type Appender struct {
 	mu      sync.Mutex
 	pending []AppendRequest
 	bytes   int
-	acks    bool // some pending request waits for its Done
+	acks    bool       // some pending request waits for its Done
 	space   *sync.Cond // signalled when the queue shrinks
 	closed  bool
 	kick    chan struct{} // wakes Run: data arrived or a batch is full

@@ -186,6 +186,10 @@ var ErrTruncated = errors.New("log offset already dropped by retention")
 // is only valid during the call. Reading starts inside the chunk that holds
 // from.
 func (s *Store) ReadLog(from uint64, max int, fn func(off uint64, e *Entry) error) (next uint64, err error) {
+	// A damaged page gives a CorruptError, not a crash; a panic in fn is
+	// fn's own and goes on.
+	inFn := false
+	defer ReadGuard(s.path, &err, &inFn)()
 	next = from
 	var ch Chunk
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -209,7 +213,7 @@ func (s *Store) ReadLog(from uint64, max int, fn func(off uint64, e *Entry) erro
 		n := 0
 		for ; k != nil; k, v = c.Next() {
 			base := binary.BigEndian.Uint64(k)
-			if _, err := ch.UnmarshalMsg(v); err != nil {
+			if err := DecodeChunk(v, &ch); err != nil {
 				return &CorruptError{Path: s.path, Err: fmt.Errorf("log chunk at %d: %w", base, err)}
 			}
 			if base+uint64(len(ch.Entries)) <= from {
@@ -220,7 +224,10 @@ func (s *Store) ReadLog(from uint64, max int, fn func(off uint64, e *Entry) erro
 				if off < from {
 					continue
 				}
-				if err := fn(off, &ch.Entries[i]); err != nil {
+				inFn = true
+				err := fn(off, &ch.Entries[i])
+				inFn = false
+				if err != nil {
 					return err
 				}
 				next = off + 1

@@ -80,7 +80,7 @@ func (s *Store) Stats() (*Stats, error) {
 		}
 		if _, v := lc.Last(); v != nil {
 			var ch Chunk
-			if _, err := ch.UnmarshalMsg(v); err == nil && len(ch.Entries) > 0 {
+			if err := DecodeChunk(v, &ch); err == nil && len(ch.Entries) > 0 {
 				st.LogNewestIngest = ch.Entries[len(ch.Entries)-1].Ingest
 			}
 		}

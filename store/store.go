@@ -180,6 +180,21 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if o.ReadOnly && statErr != nil {
 		return nil, fmt.Errorf("no data file at %s: edged has not run with this data_dir (%w)", path, statErr)
 	}
+	var pre *OpenInfo
+	if statErr == nil {
+		if err := CheckExtent(path); err != nil {
+			return nil, err
+		}
+		if !o.ReadOnly {
+			// bbolt's read-write open scans the free pages on a goroutine
+			// of its own, where a damaged page would crash edged: after an
+			// unclean stop, read the whole file here first, guarded.
+			var err error
+			if pre, err = precheck(path, &o); err != nil {
+				return nil, err
+			}
+		}
+	}
 	bo := &bolt.Options{
 		Timeout:        o.LockTimeout,
 		NoFreelistSync: true,
@@ -195,11 +210,66 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 	s := &Store{db: db, path: path, opts: o}
 	s.Opened.Created = errors.Is(statErr, os.ErrNotExist)
-	if err := s.init(); err != nil {
+	if pre != nil {
+		s.Opened.Unclean, s.Opened.Checked = pre.Unclean, pre.Checked
+	}
+	if err := s.guardedInit(); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Store) guardedInit() (err error) {
+	defer ReadGuard(s.path, &err, nil)()
+	return s.init()
+}
+
+// precheck opens the file read-only, reads every page under ReadGuard, and
+// when its last run did not stop cleanly runs bbolt's consistency check, so
+// that damage gives a CorruptError rather than a crash.
+func precheck(path string, o *Options) (info *OpenInfo, err error) {
+	defer ReadGuard(path, &err, nil)()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: o.LockTimeout, OpenFile: o.OpenFile})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	defer db.Close()
+	info = &OpenInfo{}
+	err = db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			return nil // not initialised yet: a crash during the first open
+		}
+		info.Unclean = string(m.Get(metaClean)) != "1"
+		return nil
+	})
+	if err != nil {
+		return info, err
+	}
+	// bbolt's read-write open reads every page anyway (it rebuilds the free
+	// list, which edged does not store), so reading them here first costs
+	// little I/O: a damaged page, even in a file closed cleanly, is caught.
+	if err := touchAll(db); err != nil {
+		return nil, &CorruptError{Path: path, Err: err}
+	}
+	if !info.Unclean {
+		return info, nil
+	}
+	info.Checked = true
+	var errs []error
+	db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			if errs = append(errs, err); len(errs) >= 10 {
+				break
+			}
+		}
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, &CorruptError{Path: path, Err: err}
+	}
+	return info, nil
 }
 
 func openError(path string, err error) error {
@@ -219,9 +289,9 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("%s: %v: %v. Run `edged inspect --check -c CONFIG` to see what is readable; "+
+	return fmt.Sprintf("%s: %v: %v. `edged inspect --check -c CONFIG` reports the damage; "+
 		"to start fresh, stop edged and move the file aside (mv %s %s.broken): edged then creates a new one, "+
-		"and `edged inspect --salvage %s.broken` prints the log entries bbolt can still read",
+		"and `edged inspect --salvage %s.broken` prints the log entries that can still be read",
 		e.Path, ErrCorrupt, e.Err, e.Path, e.Path, e.Path)
 }
 
@@ -232,7 +302,6 @@ func (s *Store) init() error {
 	if s.opts.ReadOnly {
 		return s.initReadOnly()
 	}
-	var unclean bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -262,7 +331,6 @@ func (s *Store) init() error {
 			if ver < FormatVersion {
 				return fmt.Errorf("%s: %w (format %d; this edged reads format %d and has no migration): run the edged that wrote it to deliver its outbox, then move the file aside to start fresh", s.path, ErrOlderFormat, ver, FormatVersion)
 			}
-			unclean = string(m.Get(metaClean)) != "1"
 		}
 		if prev := string(m.Get(metaDevice)); prev != s.opts.DeviceID {
 			if prev != "" {
@@ -281,13 +349,7 @@ func (s *Store) init() error {
 		}
 		return fmt.Errorf("initialise %s: %w", s.path, err)
 	}
-	s.Opened.Unclean = unclean
-	if unclean {
-		s.Opened.Checked = true
-		if err := s.Check(); err != nil {
-			return err
-		}
-	}
+	// After an unclean stop, precheck has read and checked the file.
 	return s.loadCounters()
 }
 

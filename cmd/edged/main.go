@@ -44,6 +44,8 @@ Usage:
   edged check    -c FILE         validate a config and print it with defaults filled in
   edged inspect  -c FILE [--outbox|--quarantine|--check] [--json]
                                  log, checkpoint, outbox and quarantine figures of a stopped daemon
+  edged replay   -c FILE [--from T] [--to T] [--by event|ingest] [--config-override OTHER.toml]
+                                 re-run the pipeline over the local log; records on stdout, live state untouched
   edged simulate sine [flags]    synthetic sine sensor (see edged simulate -h)
   edged version                  print the version
 
@@ -70,6 +72,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdCheck(rest, stdout, stderr)
 	case "inspect":
 		err = cmdInspect(rest, stdout, stderr)
+	case "replay":
+		err = cmdReplay(rest, stdout, stderr)
 	case "simulate":
 		err = cmdSimulate(rest, stdout, stderr)
 	case "version", "--version", "-version":

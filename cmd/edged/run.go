@@ -170,4 +170,3 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	}
 	return nil
 }
-
