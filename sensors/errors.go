@@ -51,6 +51,35 @@ var (
 	// ErrHeaderData: a csv header has a column named like a number, so it is
 	// most likely a data line of a stream whose header was lost.
 	ErrHeaderData = errors.New("header looks like data")
+
+	// ErrNotArray: a senml payload is not a JSON array (an object, a
+	// scalar, nothing at all).
+	ErrNotArray = errors.New("not a JSON array")
+	// ErrInvalidSenML: a senml pack is valid JSON but not valid SenML: a
+	// record that is not an object, a field of the wrong type, an
+	// unsupported version or mandatory extension; the detail says which
+	// record.
+	ErrInvalidSenML = errors.New("invalid SenML")
+	// ErrRelativeTime: a senml record that yields a reading has a time
+	// relative to "now" (below 2^28 s, not 0), which a decoder without a
+	// clock cannot place.
+	ErrRelativeTime = errors.New("relative time not supported")
+	// ErrNotNMEA: an nmea payload does not start with '$' or '!' and a
+	// valid address field, or holds bytes outside printable ASCII.
+	ErrNotNMEA = errors.New("not an NMEA sentence")
+	// ErrMissingChecksum: an nmea sentence has no "*hh" checksum.
+	ErrMissingChecksum = errors.New("missing checksum")
+	// ErrBadChecksum: an nmea sentence's checksum is malformed or does not
+	// match its contents.
+	ErrBadChecksum = errors.New("bad checksum")
+	// ErrInvalidNMEA: an nmea sentence with a good checksum has fields
+	// that break its sentence type's layout (too few fields, a bad
+	// hemisphere or status, a coordinate out of range).
+	ErrInvalidNMEA = errors.New("invalid NMEA sentence")
+	// ErrInvalidKV: a kv line breaks the key=value syntax (a pair without
+	// '=', an empty key, an unterminated or stray quote, a control
+	// character).
+	ErrInvalidKV = errors.New("invalid key=value line")
 )
 
 var reasons = []error{
@@ -58,6 +87,9 @@ var reasons = []error{
 	ErrNoSensor, ErrSensorType, ErrMetricType, ErrNoValue, ErrNotNumber,
 	ErrUnreadableTS, ErrTSRange, ErrLineTooLong, ErrPayloadTooLong,
 	ErrFieldCount, ErrHeaderNoSensor, ErrHeaderData,
+	ErrNotArray, ErrInvalidSenML, ErrRelativeTime,
+	ErrNotNMEA, ErrMissingChecksum, ErrBadChecksum, ErrInvalidNMEA,
+	ErrInvalidKV,
 }
 
 // Reason returns the stable part of a decode error, suitable as a metric
