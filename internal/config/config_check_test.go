@@ -76,7 +76,7 @@ type = "tumbling"
 size = "10s"
 sise = "5s"
 `, []string{`edged.toml:5: window[0] "temp_10s": unknown key "sise" (did you mean "size"? allowed: name, type, size,`}, 5},
-		{"unknown top-level array", "[[sources]]\nname = \"a\"\n", []string{`unknown key "sources" (did you mean "source"?`, "allowed: device, pipeline, store, source, window, detector, output, log"}, 1},
+		{"unknown top-level array", "[[sources]]\nname = \"a\"\n", []string{`unknown key "sources" (did you mean "source"?`, "allowed: device, pipeline, store, broker, source, window, detector, output, log"}, 1},
 		{"unknown device key", "[device]\nid = \"gw\"\nidd = \"x\"\n", []string{`edged.toml:3: device: unknown key "idd" (did you mean "id"?`}, 3},
 		{"unknown key without suggestion", "[log]\nlevel = \"info\"\ncolour = true\n", []string{`log: unknown key "colour" (allowed: level, format)`}, 3},
 		{"unknown dotted key", "pipeline.idle = \"1s\"\n", []string{`pipeline: unknown key "idle"`}, 1},
@@ -439,5 +439,35 @@ func TestStoreSection(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not contain %q", err, want)
 		}
+	}
+}
+
+func TestIngestKeys(t *testing.T) {
+	f := func(name, text string, wants ...string) {
+		t.Helper()
+		_, err := Parse("edged.toml", []byte(text))
+		for _, w := range wants {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %v does not contain %q", name, err, w)
+			}
+		}
+		if len(wants) == 0 && err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	f("serial ok", "[[source]]\nname=\"s\"\ntype=\"serial\"\nusb_vid=\"0403\"\nparity=\"even\"\nstop_bits=1.5\npoll_command=\"R\\r\"\npoll_every=\"5s\"\n")
+	f("serial bad", "[[source]]\nname=\"s\"\ntype=\"serial\"\nport=\"/dev/x\"\ndata_bits=9\nparity=\"odd-ish\"\nstop_bits=3\nline_end=\"ab\"\npoll_every=\"1s\"\nusb_pid=\"60x1\"\n",
+		"edged.toml:5: source[0] \"s\": data_bits: invalid data_bits 9", "parity: invalid value \"odd-ish\"", "stop_bits: invalid stop_bits 3",
+		"line_end: invalid line_end", "poll_every: set both poll_command", "usb_pid: invalid usb_pid \"60x1\"")
+	f("serial without port", "[[source]]\nname=\"s\"\ntype=\"serial\"\n", "a serial source needs port")
+	f("mqtt tls", "[[source]]\nname=\"m\"\ntype=\"mqtt\"\nbroker=\"ssl://b:8883\"\ntopics=[\"a/#\"]\ntls_cert=\"c.pem\"\ntopic_template=\"a/b\"\n",
+		"tls_key: set both tls_cert and tls_key", "topic_template: invalid topic_template \"a/b\"")
+	f("simulate", "[[source]]\nname=\"sim\"\ntype=\"simulate\"\nsignal=\"walk\"\nanomalies=[\"spike\",\"dropout\"]\nrate=0.5\n")
+	f("simulate bad", "[[source]]\nname=\"sim\"\ntype=\"simulate\"\nsignal=\"square\"\nanomalies=[\"spike\",\"meteor\"]\nrate=5000.0\n",
+		"signal: invalid value \"square\"", "anomalies[1]: invalid value \"meteor\"", "rate: invalid rate 5000")
+	f("broker", "[broker]\nenabled=true\nlisten=\"1883\"\nusername=\"u\"\n", "broker: listen: invalid address \"1883\"", "broker: password: set both username and password")
+	c, err := Parse("edged.toml", []byte("[[source]]\nname=\"m\"\ntype=\"mqtt\"\nbroker=\"tcp://b:1883\"\ntopics=[\"a/#\"]\nqos=0\n"))
+	if err != nil || c.Sources[0].CleanSession == nil || !*c.Sources[0].CleanSession {
+		t.Errorf("qos 0: clean session by default: %v", err)
 	}
 }

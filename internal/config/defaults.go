@@ -46,6 +46,12 @@ func (c *Config) setDefaults(m *meta) {
 	if c.Device.DataDir == "" {
 		c.Device.DataDir = DefaultDataDir
 	}
+	if c.Device.ClockCheck == "" {
+		c.Device.ClockCheck = "build-date"
+	}
+	if c.Broker.Listen == "" {
+		c.Broker.Listen = "127.0.0.1:1883"
+	}
 
 	p := &c.Pipeline
 	if unset("pipeline.max_out_of_orderness", p.MaxOutOfOrderness == 0) {
@@ -87,8 +93,62 @@ func (c *Config) setDefaults(m *meta) {
 		if s.Type == "mqtt" && unset(at+"qos", s.QoS == 0) {
 			s.QoS = DefaultQoS
 		}
-		if s.Type == "serial" && unset(at+"baud", s.Baud == 0) {
-			s.Baud = DefaultBaud
+		switch s.Type {
+		case "serial":
+			if unset(at+"baud", s.Baud == 0) {
+				s.Baud = DefaultBaud
+			}
+			if s.DataBits == 0 {
+				s.DataBits = 8
+			}
+			if s.Parity == "" {
+				s.Parity = "none"
+			}
+			if s.StopBits == 0 {
+				s.StopBits = 1
+			}
+			if s.LineEnd == "" {
+				s.LineEnd = "\n"
+			}
+			if s.MaxLine == 0 {
+				s.MaxLine = 4 << 10
+			}
+		case "mqtt":
+			if s.CleanSession == nil {
+				cs := s.QoS == 0
+				s.CleanSession = &cs
+			}
+			if s.Keepalive == 0 {
+				s.Keepalive = Duration(30 * time.Second)
+			}
+		case "simulate":
+			if s.Sensors == 0 {
+				s.Sensors = 10
+			}
+			if s.Rate == 0 {
+				s.Rate = 1
+			}
+			if s.Signal == "" {
+				s.Signal = "sine"
+			}
+			if s.Period == 0 {
+				s.Period = Duration(time.Minute)
+			}
+			if unset(at+"amplitude", s.Amplitude == 0) {
+				s.Amplitude = 10
+			}
+			if unset(at+"offset", s.Offset == 0) {
+				s.Offset = 20
+			}
+			if unset(at+"noise", s.Noise == 0) {
+				s.Noise = 0.1
+			}
+			if s.AnomalyEvery == 0 {
+				s.AnomalyEvery = Duration(5 * time.Minute)
+			}
+			if unset(at+"seed", s.Seed == 0) {
+				s.Seed = 1
+			}
 		}
 	}
 

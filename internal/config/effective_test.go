@@ -125,7 +125,7 @@ format = "json"
 
 	eff := string(c.Effective())
 	for _, want := range []string{
-		"[device]\nid       = \"gw-01\"\ndata_dir = \"/var/lib/edged\"\n",
+		"[device]\nid          = \"gw-01\"\ndata_dir    = \"/var/lib/edged\"\nclock_check = \"build-date\"\n",
 		"idle_timeout         = \"0s\"",
 		"max_out_of_orderness = \"1m30s\"",
 		"checkpoint_interval  = \"1s\"",
@@ -167,8 +167,9 @@ func TestEffectiveDefaultsOnly(t *testing.T) {
 # Read from edged.toml.
 
 [device]
-id       = "gw-host"
-data_dir = "/var/lib/edged"
+id          = "gw-host"
+data_dir    = "/var/lib/edged"
+clock_check = "build-date"
 
 [pipeline]
 max_out_of_orderness = "2s"
@@ -182,6 +183,9 @@ retain           = "168h"
 outbox_max_bytes = "64MiB"
 quarantine_max   = 10000
 commit_interval  = "250ms"
+
+[broker]
+enabled = false
 
 [log]
 level  = "info"

@@ -8,6 +8,7 @@ type Config struct {
 	Device    Device     `toml:"device"`
 	Pipeline  Pipeline   `toml:"pipeline"`
 	Store     Store      `toml:"store"`
+	Broker    Broker     `toml:"broker"`
 	Sources   []Source   `toml:"source"`
 	Windows   []Window   `toml:"window"`
 	Detectors []Detector `toml:"detector"`
@@ -24,6 +25,27 @@ type Device struct {
 	ID string `toml:"id"`
 	// DataDir holds the bbolt file. Default: "/var/lib/edged".
 	DataDir string `toml:"data_dir"`
+	// ClockCheck decides when the gateway's clock is unsynchronised, for
+	// readings that carry no event time (SEMANTICS section 1): "build-date"
+	// (default: a clock before this edged was built is wrong), "kernel" (also
+	// when the kernel reports no time synchronisation, adjtimex STA_UNSYNC),
+	// or "off".
+	ClockCheck string `toml:"clock_check"`
+}
+
+// Broker is the embedded MQTT broker, off by default: one binary can serve
+// sensors and dashboards on a gateway with no other broker.
+type Broker struct {
+	Enabled bool `toml:"enabled"`
+	// Listen is the TCP address. Default "127.0.0.1:1883".
+	Listen string `toml:"listen"`
+	// WSListen, when set, also serves MQTT over websockets (dashboards in a
+	// browser), e.g. "127.0.0.1:8083".
+	WSListen string `toml:"ws_listen"`
+	// Username and Password, when set, are required of every client;
+	// otherwise anyone who can reach Listen may connect.
+	Username string `toml:"username"`
+	Password string `toml:"password"`
 }
 
 // Pipeline holds the event-time settings shared by all windows.
@@ -82,10 +104,59 @@ type Source struct {
 	ClientID string   `toml:"client_id"`
 	Username string   `toml:"username"`
 	Password string   `toml:"password"`
+	// TLS: a CA bundle to verify the broker, and a client certificate and
+	// key when the broker asks for one (paths). TLSInsecure skips the
+	// broker's verification (tests only).
+	TLSCA       string `toml:"tls_ca"`
+	TLSCert     string `toml:"tls_cert"`
+	TLSKey      string `toml:"tls_key"`
+	TLSInsecure bool   `toml:"tls_insecure"`
+	// CleanSession: default false for qos >= 1 (the broker keeps the
+	// subscription and unacknowledged messages while edged is away), true
+	// for qos 0.
+	CleanSession *bool `toml:"clean_session"`
+	// TopicTemplate lets the topic feed the reading, e.g.
+	// "sensors/{sensor}/{metric}": a payload without a sensor (or metric)
+	// takes it from the topic. "+" in the template matches a level that is
+	// ignored.
+	TopicTemplate string   `toml:"topic_template"`
+	Keepalive     Duration `toml:"keepalive"` // default 30s
 
 	// serial
-	Port string `toml:"port"`
-	Baud int    `toml:"baud"` // default 9600 when type = serial
+	Port     string  `toml:"port"`
+	Baud     int     `toml:"baud"`      // default 9600 when type = serial
+	DataBits int     `toml:"data_bits"` // 5..8, default 8
+	Parity   string  `toml:"parity"`    // none | odd | even | mark | space; default none
+	StopBits float64 `toml:"stop_bits"` // 1, 1.5 or 2; default 1
+	// LineEnd frames lines: "\n" (default; a trailing "\r" is dropped) or
+	// another single byte such as "\r" or ";".
+	LineEnd string `toml:"line_end"`
+	// MaxLine bounds a line; a longer one is quarantined. Default 4KiB.
+	MaxLine Size `toml:"max_line"`
+	// PollCommand, when set, is written to the port every PollEvery (for
+	// sensors that answer only when asked); escapes \r \n \t \xHH.
+	PollCommand string   `toml:"poll_command"`
+	PollEvery   Duration `toml:"poll_every"`
+	// USB identity, to find the port by device rather than by path (it may
+	// come back under another name after an unplug): hex VID and PID such
+	// as "0403" and "6001", and the serial number. Any one set enables it.
+	USBVID    string `toml:"usb_vid"`
+	USBPID    string `toml:"usb_pid"`
+	USBSerial string `toml:"usb_serial"`
+
+	// simulate: synthetic sensors named <sensor>-0 .. <sensor>-(N-1)
+	// ("sim" when sensor is empty).
+	Sensors      int      `toml:"sensors"`       // default 10
+	Rate         float64  `toml:"rate"`          // readings per second per sensor, default 1
+	Signal       string   `toml:"signal"`        // sine | walk | noise; default sine
+	Period       Duration `toml:"period"`        // sine period, default 1m
+	Amplitude    float64  `toml:"amplitude"`     // default 10
+	Offset       float64  `toml:"offset"`        // the signal's mean, default 20
+	Noise        float64  `toml:"noise"`         // stddev of added noise, default 0.1
+	Metric       string   `toml:"metric"`        // metric of the readings, default ""
+	Anomalies    []string `toml:"anomalies"`     // spike | drift | flatline | dropout
+	AnomalyEvery Duration `toml:"anomaly_every"` // default 5m
+	Seed         int64    `toml:"seed"`          // default 1
 
 	// file
 	Path string `toml:"path"`

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"path"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 // in messages.
 var (
 	sourceTypes   = []string{"mqtt", "serial", "file", "stdin", "simulate"}
+	hex4          = regexp.MustCompile(`^[0-9A-Fa-f]{4}$`)
 	formats       = []string{"json", "csv", "influx", "senml", "nmea", "kv", "raw"}
 	tsUnits       = []string{"s", "ms", "us", "ns", "auto"}
 	windowTypes   = []string{"tumbling", "sliding", "session"}
@@ -39,6 +41,7 @@ func (c *Config) validate(m *meta) {
 	v.device(&c.Device)
 	v.pipeline(&c.Pipeline)
 	v.store(&c.Store)
+	v.brokerSection(&c.Broker)
 
 	sourceNames := map[string]bool{}
 	names := map[string]string{}
@@ -95,6 +98,25 @@ func (v validator) device(d *Device) {
 	}
 	if d.DataDir == "" {
 		v.add(l.child("data_dir"), `empty: set a directory such as %q, or leave data_dir out`, DefaultDataDir)
+	}
+	v.oneOf(l.child("clock_check"), d.ClockCheck, []string{"build-date", "kernel", "off"}, false)
+}
+
+func (v validator) brokerSection(b *Broker) {
+	if !b.Enabled {
+		return
+	}
+	l := loc{key: "broker", disp: "broker"}
+	for _, a := range []struct{ key, addr string }{{"listen", b.Listen}, {"ws_listen", b.WSListen}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
+			v.add(l.child(a.key), "invalid address %q: use host:port, e.g. \"127.0.0.1:1883\" or \":1883\" for every interface", a.addr)
+		}
+	}
+	if (b.Username == "") != (b.Password == "") {
+		v.add(l.child("password"), "set both username and password, or neither")
 	}
 }
 
@@ -196,6 +218,12 @@ func (v validator) source(l loc, s *Source) {
 	switch s.Type {
 	case "mqtt":
 		v.broker(l.child("broker"), s.Broker, "mqtt source")
+		if (s.TLSCert == "") != (s.TLSKey == "") {
+			v.add(l.child("tls_key"), "set both tls_cert and tls_key (the client certificate and its key), or neither")
+		}
+		if t := s.TopicTemplate; t != "" && !strings.Contains(t, "{sensor}") && !strings.Contains(t, "{metric}") {
+			v.add(l.child("topic_template"), `invalid topic_template %q: name at least one level {sensor} or {metric}, e.g. "sensors/{sensor}/{metric}"`, t)
+		}
 		tl := l.child("topics")
 		if len(s.Topics) == 0 {
 			v.add(tl, `missing: an mqtt source needs at least one topic filter, e.g. topics = ["sensors/#"]`)
@@ -206,11 +234,44 @@ func (v validator) source(l loc, s *Source) {
 			}
 		}
 	case "serial":
-		if s.Port == "" {
-			v.add(l.child("port"), `missing: a serial source needs port = "/dev/ttyUSB0" (or the port's path)`)
+		if s.Port == "" && s.USBVID == "" && s.USBPID == "" && s.USBSerial == "" {
+			v.add(l.child("port"), `missing: a serial source needs port = "/dev/ttyUSB0" (or usb_vid/usb_pid/usb_serial to find it by USB identity; edged ports lists them)`)
 		}
 		if s.Baud <= 0 {
 			v.add(l.child("baud"), "invalid baud %d: use the device's rate, e.g. 9600 or 115200", s.Baud)
+		}
+		if s.DataBits < 5 || s.DataBits > 8 {
+			v.add(l.child("data_bits"), "invalid data_bits %d: use 5, 6, 7 or 8", s.DataBits)
+		}
+		v.oneOf(l.child("parity"), s.Parity, []string{"none", "odd", "even", "mark", "space"}, false)
+		if s.StopBits != 1 && s.StopBits != 1.5 && s.StopBits != 2 {
+			v.add(l.child("stop_bits"), "invalid stop_bits %v: use 1, 1.5 or 2", s.StopBits)
+		}
+		if len(s.LineEnd) != 1 {
+			v.add(l.child("line_end"), `invalid line_end %q: use one byte, e.g. "\n" or "\r"`, s.LineEnd)
+		}
+		if s.MaxLine < 16 || s.MaxLine > 1<<20 {
+			v.add(l.child("max_line"), `must be between 16 bytes and 1MiB, e.g. "4KiB"`)
+		}
+		if (s.PollCommand == "") != (s.PollEvery == 0) {
+			v.add(l.child("poll_every"), `set both poll_command and poll_every (e.g. "5s"), or neither`)
+		}
+		for _, f := range []struct{ key, val string }{{"usb_vid", s.USBVID}, {"usb_pid", s.USBPID}} {
+			if f.val != "" && !hex4.MatchString(f.val) {
+				v.add(l.child(f.key), "invalid %s %q: use 4 hex digits as edged ports shows them, e.g. \"0403\"", f.key, f.val)
+			}
+		}
+	case "simulate":
+		if s.Sensors < 1 || s.Sensors > 1000000 {
+			v.add(l.child("sensors"), "invalid sensors %d: use 1 to 1000000", s.Sensors)
+		}
+		if s.Rate <= 0 || s.Rate > 1000 {
+			v.add(l.child("rate"), "invalid rate %v: readings per second per sensor, more than 0 and at most 1000", s.Rate)
+		}
+		v.oneOf(l.child("signal"), s.Signal, []string{"sine", "walk", "noise"}, false)
+		al := l.child("anomalies")
+		for i, a := range s.Anomalies {
+			v.oneOf(al.index(i, ""), a, []string{"spike", "drift", "flatline", "dropout"}, true)
 		}
 	case "file":
 		if s.Path == "" {
