@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -25,6 +26,9 @@ type decoder struct {
 	bad    int64
 	lastLg time.Time
 	quiet  int64
+	// clock, when set, decides whether ingestion time may stamp readings
+	// that carry no event time (see Clock).
+	clock *Clock
 }
 
 func newDecoder(source, format string, opts sensors.Options, now func() time.Time, log *slog.Logger) (*decoder, error) {
@@ -41,6 +45,8 @@ func newDecoder(source, format string, opts sensors.Options, now func() time.Tim
 	return &decoder{source: source, dec: d, now: now, log: log}, nil
 }
 
+var errClockUnsynced = errors.New("clock not synchronised: the payload has no event time and the gateway's clock cannot stamp it yet")
+
 // decode appends the entries of payload to es, or a quarantine record to qs
 // when the payload is malformed. Readings without an event time get the
 // ingestion time.
@@ -53,6 +59,17 @@ func (d *decoder) decode(payload []byte, es []store.Entry, qs []store.QEntry) ([
 		qs = append(qs, store.QEntry{Time: now, Source: d.source, Reason: err.Error(), Payload: append([]byte(nil), payload...)})
 		d.logBad(err, payload)
 		return es, qs
+	}
+	for i := range d.rs {
+		if d.rs[i].TS == sensors.NoTS && !d.clock.Synced(time.UnixMilli(now)) {
+			// The whole payload waits in the quarantine rather than some of
+			// its readings landing in wrong windows.
+			d.bad++
+			err := errClockUnsynced
+			qs = append(qs, store.QEntry{Time: now, Source: d.source, Reason: err.Error(), Payload: append([]byte(nil), payload...)})
+			d.logBad(err, payload)
+			return es, qs
+		}
 	}
 	for i := range d.rs {
 		r := &d.rs[i]

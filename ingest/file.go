@@ -41,6 +41,8 @@ type File struct {
 	BatchLines int
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Clock decides when ingestion time may stamp readings (nil: always).
+	Clock *Clock
 }
 
 // filePos is a file source's position: byte offset and inode.
@@ -89,6 +91,7 @@ func (f *File) Run(ctx context.Context, app Appender) error {
 	if err != nil {
 		return fmt.Errorf("source %q: %w", f.Name, err)
 	}
+	dec.clock = f.Clock
 	pos, err := decodeFilePos(f.Start)
 	if err != nil {
 		log.Warn("saved file position unreadable; reading from the start", "source", f.Name, "err", err)

@@ -26,6 +26,8 @@ type Reader struct {
 	FlushEvery time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Clock decides when ingestion time may stamp readings (nil: always).
+	Clock *Clock
 }
 
 // Run reads until the end of the stream or ctx ends. Reads block, so a
@@ -39,6 +41,7 @@ func (s *Reader) Run(ctx context.Context, app Appender) error {
 	if err != nil {
 		return fmt.Errorf("source %q: %w", s.Name, err)
 	}
+	dec.clock = s.Clock
 	every := s.FlushEvery
 	if every <= 0 {
 		every = 50 * time.Millisecond
