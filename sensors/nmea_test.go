@@ -90,7 +90,7 @@ func TestNMEAGGADate(t *testing.T) {
 	rmc := nmeaSentence("$GPRMC,120000,A,4807.038,N,01131.000,E,0.0,,230394,,")
 	gga := nmeaSentence("$GPGGA,120001,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
 	noGGA := nmeaSentence("$GPGSV,3,1,11")
-	const want = 764424001000 // 1994-03-23T12:00:01Z
+	const want int64 = 764424001000 // 1994-03-23T12:00:01Z
 	ts := func(p []byte) int64 {
 		t.Helper()
 		rs, err := d.Decode(nil, p)

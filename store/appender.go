@@ -58,6 +58,7 @@ type Appender struct {
 
 	mu      sync.Mutex
 	pending []AppendRequest
+	sizes   []int // reqBytes of each pending request
 	bytes   int
 	acks    bool       // some pending request waits for its Done
 	space   *sync.Cond // signalled when the queue shrinks
@@ -136,6 +137,7 @@ func (a *Appender) Append(ctx context.Context, r AppendRequest) error {
 		return ErrClosed
 	}
 	a.pending = append(a.pending, r)
+	a.sizes = append(a.sizes, n)
 	a.bytes += n
 	full := a.bytes >= a.opts.MaxBatchBytes
 	first := len(a.pending) == 1
@@ -166,7 +168,7 @@ func (a *Appender) Run(ctx context.Context) error {
 		a.mu.Lock()
 		a.closed = true
 		rest := a.pending
-		a.pending = nil
+		a.pending, a.sizes = nil, nil
 		a.space.Broadcast()
 		a.mu.Unlock()
 		for i := range rest {
@@ -179,13 +181,14 @@ func (a *Appender) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			// Final flush, retried a few times (a full disk may clear).
+			var err error
 			for i := 0; i < 3; i++ {
-				if err := a.flush(); err == nil {
+				if err = a.flushAll(); err == nil {
 					return nil
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			return a.flush()
+			return err
 		case <-a.kick:
 		}
 		// Wait for the interval to gather more, unless the batch is full.
@@ -220,10 +223,16 @@ func (a *Appender) Run(ctx context.Context) error {
 			break
 		}
 		backoff := 50 * time.Millisecond
+		limit := a.opts.MaxBatchBytes
 		for {
-			err := a.flush()
+			err := a.flush(limit)
 			if err == nil {
 				break
+			}
+			if Retryable(err) {
+				// Some space may be back but not enough for the whole
+				// queue: try smaller transactions, down to one request.
+				limit = max(limit/2, 1)
 			}
 			a.opts.Logger.Error("ingest log commit failed; intake paused until it succeeds", "err", err, "retry_in", backoff)
 			select {
@@ -248,11 +257,31 @@ func (a *Appender) Run(ctx context.Context) error {
 	}
 }
 
-// flush commits everything queued in one transaction.
-func (a *Appender) flush() error {
+// flushAll commits everything queued, in transactions of MaxBatchBytes.
+func (a *Appender) flushAll() error {
+	for {
+		a.mu.Lock()
+		left := len(a.pending)
+		a.mu.Unlock()
+		if left == 0 {
+			return nil
+		}
+		if err := a.flush(a.opts.MaxBatchBytes); err != nil {
+			return err
+		}
+	}
+}
+
+// flush commits the oldest queued requests, as many as fit in limit bytes
+// (at least one), in one transaction.
+func (a *Appender) flush(limit int) error {
 	a.mu.Lock()
-	reqs := a.pending
-	n := a.bytes
+	k, n := 0, 0
+	for k < len(a.pending) && (k == 0 || n+a.sizes[k] <= limit) {
+		n += a.sizes[k]
+		k++
+	}
+	reqs := a.pending[:k:k]
 	a.mu.Unlock()
 	if len(reqs) == 0 {
 		return nil
@@ -283,8 +312,9 @@ func (a *Appender) flush() error {
 
 	a.mu.Lock()
 	a.pending = a.pending[len(reqs):]
+	a.sizes = a.sizes[len(reqs):]
 	if len(a.pending) == 0 {
-		a.pending = nil
+		a.pending, a.sizes = nil, nil
 	}
 	a.acks = false
 	for i := range a.pending {

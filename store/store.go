@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -375,7 +376,9 @@ func (s *Store) initReadOnly() error {
 	return s.loadCounters()
 }
 
-// Check runs bbolt's consistency check over the whole file.
+// Check runs bbolt's consistency check over the whole file. Do not run it
+// while another goroutine writes: bbolt's check in a read transaction may
+// then report pages the writer is freeing.
 func (s *Store) Check() error {
 	var errs []error
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -495,6 +498,16 @@ var ErrSeqGap = errors.New("outbox seq gap")
 // change by edged: the disk or the file's size cap was full, or the device
 // reported an I/O error. Such failures pause intake; others are fatal.
 func Retryable(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO) ||
-		errors.Is(err, berrors.ErrMaxSizeReached)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO) ||
+		errors.Is(err, berrors.ErrMaxSizeReached) {
+		return true
+	}
+	// bbolt formats the errors of growing the file with %s, losing the
+	// errno: recognise their text.
+	if err != nil {
+		msg := err.Error()
+		return strings.Contains(msg, "no space left on device") || strings.Contains(msg, "disk quota exceeded") ||
+			strings.Contains(msg, "input/output error")
+	}
+	return false
 }

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,7 +72,8 @@ type Runner struct {
 	cpCh   chan *store.Checkpoint
 	cpDone chan error
 	cpBusy bool
-	quit   chan struct{} // closed to stop retrying a checkpoint at shutdown
+	quit     chan struct{} // closed to stop retrying a checkpoint at shutdown
+	quitOnce sync.Once
 
 	commitNs atomic.Int64 // duration of the last checkpoint commit
 	started  time.Time
@@ -299,6 +301,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		now := r.cfg.Now()
 		if now.Sub(r.lastCP) >= r.cfg.CheckpointInterval {
 			if err := r.checkpoint(ctx, false); err != nil {
+				if ctx.Err() != nil {
+					return nil // stopping while a checkpoint waited: Drain decides
+				}
 				return err
 			}
 		}
@@ -353,20 +358,25 @@ func (r *Runner) Drain(ctx context.Context) error {
 			break
 		}
 	}
+	// When ctx ends, a checkpoint the writer keeps retrying (a full disk)
+	// is given up: recovery replays from the previous one.
+	stop := context.AfterFunc(ctx, r.abort)
+	defer stop()
 	if err := r.checkpoint(ctx, true); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { close(r.quit) })
-	defer stop()
-	return r.waitWriter()
+	return r.waitWriter(ctx)
 }
+
+// abort makes the writer give up retrying its checkpoint.
+func (r *Runner) abort() { r.quitOnce.Do(func() { close(r.quit) }) }
 
 // checkpoint hands the changes since the last checkpoint to the writer.
 // The pipeline pauses only to encode the changed keys (and to wait for the
 // previous checkpoint's commit, if it is still being written).
 func (r *Runner) checkpoint(ctx context.Context, final bool) error {
 	start := time.Now()
-	if err := r.waitWriter(); err != nil {
+	if err := r.waitWriter(ctx); err != nil {
 		return err
 	}
 	r.lastCP = r.cfg.Now()
@@ -445,22 +455,33 @@ func (r *Runner) commit(cp *store.Checkpoint) error {
 	}
 }
 
-// waitWriter waits for the checkpoint being written, if any.
-func (r *Runner) waitWriter() error {
+// waitWriter waits for the checkpoint being written, if any, or until ctx
+// ends (then the writer is still busy).
+func (r *Runner) waitWriter(ctx context.Context) error {
 	if !r.cpBusy {
 		return nil
 	}
-	r.cpBusy = false
-	return <-r.cpDone
+	select {
+	case err := <-r.cpDone:
+		r.cpBusy = false
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// Close stops the checkpoint writer. Call after Drain (or after Run when no
-// final checkpoint is wanted).
+// Close stops the checkpoint writer: it waits for a checkpoint being
+// written, giving up one the writer keeps retrying. Call after Drain (or
+// after Run when no final checkpoint is wanted).
 func (r *Runner) Close() error {
-	err := r.waitWriter()
-	if r.cpCh != nil {
-		close(r.cpCh)
-		r.cpCh = nil
+	if r.cpCh == nil {
+		return nil
 	}
+	if r.cpBusy {
+		r.abort()
+	}
+	err := r.waitWriter(context.Background())
+	close(r.cpCh)
+	r.cpCh = nil
 	return err
 }

@@ -244,7 +244,11 @@ func (s *Sketch) Quantile(q float64) float64 {
 	if !(q >= 0 && q <= 1) || s.count == 0 {
 		return math.NaN()
 	}
-	rank := q * float64(s.count-1)
+	// The explicit conversion rounds the product to float64 before the
+	// subtraction below: on arm64 Go would otherwise fuse them into one
+	// FMA, and a fraction of 2e-16 instead of 0 interpolates towards an
+	// unrelated neighbour.
+	rank := float64(q * float64(s.count-1))
 	r := min(uint64(rank), s.count-1) // float64 rounding can push rank past count-1
 	frac := rank - float64(r)
 	if frac <= 0 || r == s.count-1 {
