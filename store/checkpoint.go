@@ -65,27 +65,8 @@ func (s *Store) Commit(cp *Checkpoint) error {
 			}
 			written += int64(len(op.Key) + len(op.Value))
 		}
-		ob := tx.Bucket(bucketOutbox)
-		ob.FillPercent = 1 // seq only grows
-		lastSeq = s.outLastSeq.Load()
-		var buf []byte
-		for i := range cp.Records {
-			r := &cp.Records[i]
-			if r.Seq != lastSeq+1 {
-				return fmt.Errorf("%w: record seq %d does not follow %d", ErrSeqGap, r.Seq, lastSeq)
-			}
-			var err error
-			if buf, err = r.MarshalMsg(buf[:0]); err != nil {
-				return err
-			}
-			v := append([]byte(nil), buf...)
-			if err := ob.Put(u64key(r.Seq), v); err != nil {
-				return fmt.Errorf("outbox: %w", err)
-			}
-			outAdded += int64(len(v))
-			lastSeq = r.Seq
-		}
-		if err := s.outboxQuota(tx, &outAdded); err != nil {
+		var err error
+		if lastSeq, err = s.putOutbox(tx, cp.Records, &outAdded); err != nil {
 			return err
 		}
 		m := cp.Meta
@@ -102,7 +83,56 @@ func (s *Store) Commit(cp *Checkpoint) error {
 	s.cpOffset.Store(cp.Meta.Offset)
 	s.outLastSeq.Store(lastSeq)
 	s.outBytes.Add(outAdded)
+	if len(cp.Records) > 0 {
+		s.notifyOutbox()
+	}
 	return nil
+}
+
+// putOutbox appends records to the outbox at the next positions (setting
+// their Pos) and applies the quota, inside tx. It returns the last position.
+func (s *Store) putOutbox(tx *bolt.Tx, recs []Record, added *int64) (uint64, error) {
+	ob := tx.Bucket(bucketOutbox)
+	ob.FillPercent = 1 // positions only grow
+	last := s.outLastSeq.Load()
+	var buf []byte
+	for i := range recs {
+		r := &recs[i]
+		last++
+		r.Pos = last
+		var err error
+		if buf, err = r.MarshalMsg(buf[:0]); err != nil {
+			return 0, err
+		}
+		v := append([]byte(nil), buf...)
+		if err := ob.Put(u64key(r.Pos), v); err != nil {
+			return 0, fmt.Errorf("outbox: %w", err)
+		}
+		*added += int64(len(v))
+	}
+	return last, s.outboxQuota(tx, added)
+}
+
+// AppendOutbox commits records straight to the outbox, outside any
+// checkpoint: for records relayed from other gateways, which keep their own
+// device, seq and id and need no processing. It returns the position of
+// the last one.
+func (s *Store) AppendOutbox(recs []Record) (uint64, error) {
+	var added int64
+	var last uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		added = 0
+		var err error
+		last, err = s.putOutbox(tx, recs, &added)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("append to outbox: %w", err)
+	}
+	s.outLastSeq.Store(last)
+	s.outBytes.Add(added)
+	s.notifyOutbox()
+	return last, nil
 }
 
 func readCheckpoint(tx *bolt.Tx) (*CheckpointMeta, error) {

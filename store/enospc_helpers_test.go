@@ -59,7 +59,7 @@ func bigCheckpoint(off uint64, stateBytes int, from, to uint64) *store.Checkpoin
 		cp.State = append(cp.State, store.StateOp{Op: "w", Key: fmt.Appendf(nil, "key-%06d-%d", i, off), Value: val})
 	}
 	for seq := from; seq <= to; seq++ {
-		cp.Records = append(cp.Records, store.Record{Seq: seq, ID: fmt.Sprint("id-", seq), Name: "w", Body: []byte(`{"x":1}`)})
+		cp.Records = append(cp.Records, store.Record{ID: fmt.Sprint("id-", seq), Name: "w", Body: []byte(`{"x":1}`)})
 	}
 	return cp
 }

@@ -154,6 +154,10 @@ type Store struct {
 	outLastSeq atomic.Uint64 // seq of the newest outbox record, 0 if none ever
 
 	closeOnce sync.Once
+
+	notifyMu  sync.Mutex
+	outNotify chan struct{}   // closed when records are committed to the outbox
+	outputs   map[string]bool // registered outputs, whose cursors hold records
 }
 
 // OpenInfo describes the file Open found.
@@ -489,10 +493,6 @@ func addUint(b *bolt.Bucket, key []byte, d uint64) error {
 	}
 	return putUint(b, key, getUint(b, key)+d)
 }
-
-// ErrSeqGap is returned by Commit when records do not continue the outbox's
-// seq: a bug, never retried.
-var ErrSeqGap = errors.New("outbox seq gap")
 
 // Retryable reports whether a failed write may succeed later without any
 // change by edged: the disk or the file's size cap was full, or the device

@@ -187,7 +187,7 @@ func TestRetentionByAge(t *testing.T) {
 func TestCheckpointStateAndOutbox(t *testing.T) {
 	s, dir := storetest.MustOpen(t, &store.Options{OutboxMaxBytes: 1 << 20})
 	rec := func(seq uint64) store.Record {
-		return store.Record{Seq: seq, ID: fmt.Sprint("id", seq), Name: "w", Key: "k", Body: []byte(fmt.Sprintf(`{"seq":%d}`, seq))}
+		return store.Record{ID: fmt.Sprint("id", seq), Name: "w", Key: "k", Body: []byte(fmt.Sprintf(`{"seq":%d}`, seq))}
 	}
 	err := s.Commit(&store.Checkpoint{
 		Meta:    store.CheckpointMeta{Offset: 7, NextSeq: 3, Engine: []byte("hdr")},
@@ -196,10 +196,6 @@ func TestCheckpointStateAndOutbox(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	// A gap in seq is refused and changes nothing.
-	if err := s.Commit(&store.Checkpoint{Meta: store.CheckpointMeta{Offset: 9}, Records: []store.Record{rec(4)}}); err == nil {
-		t.Fatal("seq gap accepted")
 	}
 	err = s.Commit(&store.Checkpoint{
 		Meta:    store.CheckpointMeta{Offset: 9, NextSeq: 4},
@@ -231,7 +227,7 @@ func TestCheckpointStateAndOutbox(t *testing.T) {
 		t.Fatalf("meta %+v state %v", meta, got)
 	}
 	var seqs []uint64
-	s2.ReadOutbox(0, 0, func(r *store.Record) error { seqs = append(seqs, r.Seq); return nil })
+	s2.ReadOutbox(0, 0, func(r *store.Record) error { seqs = append(seqs, r.Pos); return nil })
 	if fmt.Sprint(seqs) != "[1 2 3]" || s2.OutboxLastSeq() != 3 {
 		t.Fatalf("outbox %v last %d", seqs, s2.OutboxLastSeq())
 	}
@@ -239,7 +235,7 @@ func TestCheckpointStateAndOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	seqs = nil
-	s2.ReadOutbox(0, 0, func(r *store.Record) error { seqs = append(seqs, r.Seq); return nil })
+	s2.ReadOutbox(0, 0, func(r *store.Record) error { seqs = append(seqs, r.Pos); return nil })
 	if fmt.Sprint(seqs) != "[3]" {
 		t.Fatalf("after delete %v", seqs)
 	}
@@ -254,7 +250,7 @@ func TestOutboxQuotaDropsOldest(t *testing.T) {
 	var seq uint64
 	for i := 0; i < 50; i++ {
 		seq++
-		s.Commit(&store.Checkpoint{Meta: store.CheckpointMeta{NextSeq: seq + 1}, Records: []store.Record{{Seq: seq, Body: make([]byte, 100)}}})
+		s.Commit(&store.Checkpoint{Meta: store.CheckpointMeta{NextSeq: seq + 1}, Records: []store.Record{{Body: make([]byte, 100)}}})
 	}
 	st, _ := s.Stats()
 	if st.OutboxBytes > 2000 || st.OutboxDropped == 0 || st.OutboxDropped+uint64(st.OutboxCount) != 50 {
@@ -382,4 +378,51 @@ func TestOlderFormatRefused(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	t.Log(err)
+}
+
+func TestCursorsReleaseOutbox(t *testing.T) {
+	s, _ := storetest.MustOpen(t, nil)
+	var recs []store.Record
+	for i := 0; i < 10; i++ {
+		recs = append(recs, store.Record{ID: fmt.Sprint(i), Body: []byte("{}")})
+	}
+	changed := s.OutboxChanged()
+	if err := s.Commit(&store.Checkpoint{Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("no outbox notification")
+	}
+	if err := s.RegisterOutputs([]string{"cloud", "file"}); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		n := 0
+		s.ReadOutbox(0, 0, func(*store.Record) error { n++; return nil })
+		return n
+	}
+	s.SetCursor("cloud", 7)
+	if count() != 10 {
+		t.Fatal("records deleted before every output delivered them")
+	}
+	s.SetCursor("file", 4)
+	if count() != 6 {
+		t.Fatalf("%d records left, want 6 (positions 5..10)", count())
+	}
+	if c, _ := s.Cursor("cloud"); c != 7 {
+		t.Fatalf("cursor %d", c)
+	}
+	// An output removed from the config no longer holds records back.
+	s.RegisterOutputs([]string{"cloud"})
+	s.SetCursor("cloud", 8)
+	if count() != 2 {
+		t.Fatalf("%d records left, want 2", count())
+	}
+	// Relayed records go straight to the outbox at the next positions.
+	last, err := s.AppendOutbox([]store.Record{{ID: "relayed", Body: []byte(`{"device":"car-7","seq":99}`)}})
+	if err != nil || last != 11 {
+		t.Fatalf("relayed at %d, %v", last, err)
+	}
 }

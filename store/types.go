@@ -43,7 +43,11 @@ type Chunk struct {
 //
 //msgp:tuple Record
 type Record struct {
-	Seq     uint64
+	// Pos is the record's position in the outbox, assigned by the store
+	// when the record is committed: the outputs' cursors count in it. It
+	// equals the seq in Body for this device's own records as long as no
+	// relayed records (another gateway's, with their own seq) are mixed in.
+	Pos     uint64
 	ID      string
 	Kind    uint8  // see pipeline.Kind
 	Name    string // window or detector name

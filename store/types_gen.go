@@ -280,7 +280,7 @@ func (z *Record) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
 	// array header, size 7
 	o = append(o, 0x97)
-	o = msgp.AppendUint64(o, z.Seq)
+	o = msgp.AppendUint64(o, z.Pos)
 	o = msgp.AppendString(o, z.ID)
 	o = msgp.AppendUint8(o, z.Kind)
 	o = msgp.AppendString(o, z.Name)
@@ -302,9 +302,9 @@ func (z *Record) UnmarshalMsg(bts []byte) (o []byte, err error) {
 		err = msgp.ArrayError{Wanted: 7, Got: zb0001}
 		return
 	}
-	z.Seq, bts, err = msgp.ReadUint64Bytes(bts)
+	z.Pos, bts, err = msgp.ReadUint64Bytes(bts)
 	if err != nil {
-		err = msgp.WrapError(err, "Seq")
+		err = msgp.WrapError(err, "Pos")
 		return
 	}
 	z.ID, bts, err = msgp.ReadStringBytes(bts)

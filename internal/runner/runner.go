@@ -136,7 +136,7 @@ func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 		}
 	} else {
 		r.offset = st.LogFirst()
-		r.nextSeq = st.OutboxLastSeq() + 1
+		r.nextSeq = 1
 	}
 	// Stored state of operators the engine does not know any more.
 	ops, err := st.StateOps()
@@ -206,7 +206,7 @@ func (r *Runner) emit(rec *pipeline.Record) {
 	body = append(body, `"}`...)
 	r.buf = body
 	r.pending = append(r.pending, store.Record{
-		Seq: seq, ID: id, Kind: uint8(rec.Kind), Name: rec.Name, Key: rec.Key,
+		ID: id, Kind: uint8(rec.Kind), Name: rec.Name, Key: rec.Key,
 		Created: r.curIngest, Body: append([]byte(nil), body...),
 	})
 	if r.cfg.Live != nil {

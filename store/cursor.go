@@ -1,0 +1,112 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The outputs' cursors: each output (uplink to a broker, a file) has a
+// durable cursor, the outbox position up to which it has delivered every
+// record. A record leaves the outbox once every registered output's cursor
+// passed it (or the quota drops it).
+
+// OutboxChanged returns a channel that is closed when records are next
+// committed to the outbox. Call it again after each wake-up.
+func (s *Store) OutboxChanged() <-chan struct{} {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	if s.outNotify == nil {
+		s.outNotify = make(chan struct{})
+	}
+	return s.outNotify
+}
+
+func (s *Store) notifyOutbox() {
+	s.notifyMu.Lock()
+	if s.outNotify != nil {
+		close(s.outNotify)
+		s.outNotify = nil
+	}
+	s.notifyMu.Unlock()
+}
+
+// RegisterOutputs declares the configured outputs. Cursors of outputs no
+// longer configured are deleted (they no longer hold records back); a new
+// output starts at the oldest record still in the outbox.
+func (s *Store) RegisterOutputs(names []string) error {
+	keep := map[string]bool{}
+	for _, n := range names {
+		keep[n] = true
+	}
+	s.notifyMu.Lock()
+	s.outputs = keep
+	s.notifyMu.Unlock()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		cb := tx.Bucket(bucketCursors)
+		var drop [][]byte
+		cb.ForEach(func(k, _ []byte) error {
+			if !keep[string(k)] {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range drop {
+			if err := cb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Cursor returns an output's cursor: every record at or before it was
+// delivered. 0 means none yet.
+func (s *Store) Cursor(output string) (uint64, error) {
+	var pos uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketCursors).Get([]byte(output)); len(v) == 8 {
+			pos = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return pos, err
+}
+
+// SetCursor records that output delivered every record up to pos, and
+// deletes from the outbox what every registered output has delivered, in
+// one transaction.
+func (s *Store) SetCursor(output string, pos uint64) error {
+	var freed int64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		freed = 0
+		cb := tx.Bucket(bucketCursors)
+		if err := cb.Put([]byte(output), u64key(pos)); err != nil {
+			return fmt.Errorf("save cursor of %q: %w", output, err)
+		}
+		s.notifyMu.Lock()
+		outputs := s.outputs
+		s.notifyMu.Unlock()
+		low := pos
+		for name := range outputs {
+			v := cb.Get([]byte(name))
+			if len(v) != 8 {
+				return nil // an output has delivered nothing yet
+			}
+			low = min(low, binary.BigEndian.Uint64(v))
+		}
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= low; k, v = c.First() {
+			freed += int64(len(v))
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.outBytes.Add(-freed)
+	}
+	return err
+}
