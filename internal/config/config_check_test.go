@@ -218,7 +218,6 @@ func TestOutputAndLogRules(t *testing.T) {
 		{"missing type", o, []string{`type: missing: set type = "mqtt", "file" or "stdout"`}, 1},
 		{"invalid type", o + "type = \"kafka\"\n", []string{`invalid value "kafka"`}, 3},
 		{"mqtt without broker", o + "type = \"mqtt\"\ntopic = \"t\"\n", []string{`output[0] "cloud": broker: missing: an mqtt output needs a broker`}, 1},
-		{"mqtt without topic", o + "type = \"mqtt\"\nbroker = \"ssl://b:8883\"\n", []string{`topic: missing: an mqtt output needs a topic`}, 1},
 		{"mqtt topic wildcard", o + "type = \"mqtt\"\nbroker = \"ssl://b:8883\"\ntopic = \"edged/#\"\n", []string{`topic: invalid topic "edged/#": the wildcards + and # cannot be used when publishing`}, 5},
 		{"mqtt qos", o + "type = \"mqtt\"\nbroker = \"ssl://b:8883\"\ntopic = \"t\"\nqos = -1\n", []string{`qos: invalid qos -1`}, 6},
 		{"file without path", o + "type = \"file\"\n", []string{`path: missing: a file output needs path =`}, 1},

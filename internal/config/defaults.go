@@ -166,8 +166,43 @@ func (c *Config) setDefaults(m *meta) {
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
 		at := "output." + strconv.Itoa(i) + "."
-		if o.Type == "mqtt" && unset(at+"qos", o.QoS == 0) {
+		if o.Type != "mqtt" {
+			continue
+		}
+		if unset(at+"qos", o.QoS == 0) {
 			o.QoS = DefaultQoS
+		}
+		if o.Topic == "" {
+			o.Topic = "edged/{device}/{window}/{key}"
+		}
+		if o.AlertTopic == "" {
+			o.AlertTopic = "edged/{device}/alerts/{detector}/{key}"
+		}
+		if o.BatchTopic == "" {
+			o.BatchTopic = "edged/{device}/batch"
+		}
+		if o.StatusTopic == "" {
+			o.StatusTopic = "edged/{device}/status"
+		}
+		if o.LatestTopic == "" {
+			o.LatestTopic = "edged/{device}/latest/{window}/{key}"
+		}
+		if o.Latest == nil {
+			t := true
+			o.Latest = &t
+		}
+		if o.HAPrefix == "" {
+			o.HAPrefix = "homeassistant"
+		}
+		if o.Inflight == 0 {
+			o.Inflight = 64
+		}
+		if o.BacklogRate == nil {
+			r := 500.0
+			o.BacklogRate = &r
+		}
+		if o.Keepalive == 0 {
+			o.Keepalive = Duration(30 * time.Second)
 		}
 	}
 

@@ -210,9 +210,48 @@ type Output struct {
 	Name   string `toml:"name"`
 	Type   string `toml:"type"` // mqtt | file | stdout
 	Broker string `toml:"broker"`
-	Topic  string `toml:"topic"`
-	QoS    int    `toml:"qos"` // default 1
-	Path   string `toml:"path"`
+	// Topic is the template of window and late records' topics:
+	// {device}, {window}, {key}, {type}. Default "edged/{device}/{window}/{key}".
+	Topic string `toml:"topic"`
+	// AlertTopic is the template of alerts' topics: {device}, {detector},
+	// {key}, {state}. Default "edged/{device}/alerts/{detector}/{key}".
+	AlertTopic string `toml:"alert_topic"`
+	QoS        int    `toml:"qos"` // default 1
+	Path       string `toml:"path"`
+
+	// mqtt connection (as for an mqtt source).
+	ClientID    string   `toml:"client_id"`
+	Username    string   `toml:"username"`
+	Password    string   `toml:"password"`
+	TLSCA       string   `toml:"tls_ca"`
+	TLSCert     string   `toml:"tls_cert"`
+	TLSKey      string   `toml:"tls_key"`
+	TLSInsecure bool     `toml:"tls_insecure"`
+	Keepalive   Duration `toml:"keepalive"` // default 30s
+
+	// Inflight bounds the messages sent and not yet acknowledged. Default 64.
+	Inflight int `toml:"inflight"`
+	// Batch, when > 1, sends up to this many records per message, as a JSON
+	// array on BatchTopic, to save per-message overhead on metered links.
+	Batch      int    `toml:"batch"`
+	BatchTopic string `toml:"batch_topic"` // default "edged/{device}/batch"
+	// BacklogRate bounds the messages per second of the backlog replayed
+	// after an outage, behind the live records. Default 500; 0 = no limit.
+	BacklogRate *float64 `toml:"backlog_rate"`
+	// StatusTopic gets a retained "online", and "offline" as the last will.
+	// Default "edged/{device}/status".
+	StatusTopic string `toml:"status_topic"`
+	// Latest publishes each live window record again, retained, on
+	// LatestTopic, so that a dashboard that connects later sees current
+	// values at once. Default on; LatestTopic default
+	// "edged/{device}/latest/{window}/{key}".
+	Latest      *bool  `toml:"latest"`
+	LatestTopic string `toml:"latest_topic"`
+	// HADiscovery publishes Home Assistant MQTT discovery configs (retained)
+	// for each window, key and aggregate under HAPrefix (default
+	// "homeassistant"), so they appear in Home Assistant as sensors.
+	HADiscovery bool   `toml:"ha_discovery"`
+	HAPrefix    string `toml:"ha_prefix"`
 }
 
 // Log configures the daemon's own logging.

@@ -531,12 +531,23 @@ func (v validator) output(l loc, o *Output) {
 	switch o.Type {
 	case "mqtt":
 		v.broker(l.child("broker"), o.Broker, "mqtt output")
-		tl := l.child("topic")
-		switch {
-		case o.Topic == "":
-			v.add(tl, `missing: an mqtt output needs a topic, e.g. topic = "edged/{device}/{window}/{key}"`)
-		case strings.ContainsAny(o.Topic, "+#"):
-			v.add(tl, "invalid topic %q: the wildcards + and # cannot be used when publishing", o.Topic)
+		for _, t := range []struct{ key, val string }{{"topic", o.Topic}, {"alert_topic", o.AlertTopic}, {"batch_topic", o.BatchTopic},
+			{"status_topic", o.StatusTopic}, {"latest_topic", o.LatestTopic}} {
+			if strings.ContainsAny(t.val, "+#") {
+				v.add(l.child(t.key), "invalid topic %q: the wildcards + and # cannot be used when publishing", t.val)
+			}
+		}
+		if (o.TLSCert == "") != (o.TLSKey == "") {
+			v.add(l.child("tls_key"), "set both tls_cert and tls_key (the client certificate and its key), or neither")
+		}
+		if o.Inflight < 1 || o.Inflight > 65535 {
+			v.add(l.child("inflight"), "invalid inflight %d: use 1 to 65535, e.g. 64", o.Inflight)
+		}
+		if o.Batch < 0 {
+			v.add(l.child("batch"), "invalid batch %d: records per message, 0 or 1 for one each", o.Batch)
+		}
+		if *o.BacklogRate < 0 {
+			v.add(l.child("backlog_rate"), "invalid backlog_rate %v: messages per second, 0 for no limit", *o.BacklogRate)
 		}
 	case "file":
 		if o.Path == "" {
