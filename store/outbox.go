@@ -54,3 +54,18 @@ func (s *Store) DeleteOutbox(upTo uint64) error {
 // OutboxLastSeq returns the seq of the newest record ever committed to the
 // outbox (0 before the first).
 func (s *Store) OutboxLastSeq() uint64 { return s.outLastSeq.Load() }
+
+// ReadOutboxAfter returns copies of up to max records after position pos.
+func (s *Store) ReadOutboxAfter(pos uint64, max int) ([]Record, error) {
+	var out []Record
+	err := s.ReadOutbox(pos+1, max, func(r *Record) error {
+		c := *r
+		c.ID = string(append([]byte(nil), r.ID...))
+		c.Name = string(append([]byte(nil), r.Name...))
+		c.Key = string(append([]byte(nil), r.Key...))
+		c.Body = append([]byte(nil), r.Body...)
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}

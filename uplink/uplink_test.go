@@ -1,0 +1,292 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edged/edged/internal/mqtttest"
+	"github.com/edged/edged/store"
+	"github.com/edged/edged/store/storetest"
+)
+
+func TestAckSet(t *testing.T) {
+	var a ackSet
+	a.setFloor(10)
+	a.add(14, 15)
+	a.add(12, 12)
+	if a.floor() != 10 {
+		t.Fatalf("floor %d", a.floor())
+	}
+	a.add(11, 11)
+	if a.floor() != 12 {
+		t.Fatalf("floor %d, want 12", a.floor())
+	}
+	a.add(13, 13)
+	if a.floor() != 15 {
+		t.Fatalf("floor %d, want 15", a.floor())
+	}
+	recs := []store.Record{{Pos: 15}, {Pos: 16}, {Pos: 18}}
+	a.add(18, 18)
+	if got := a.unacked(recs); len(got) != 1 || got[0].Pos != 16 {
+		t.Fatalf("unacked %v", got)
+	}
+	a.gaps(16, []store.Record{{Pos: 20}}) // 17..19 dropped by the quota
+	a.add(16, 16)
+	if a.floor() != 19 {
+		t.Fatalf("floor %d, want 19", a.floor())
+	}
+}
+
+// producer commits records with a body like the runner's, n of them, one
+// every every, keyed k0..k4, and returns when done.
+func producer(t testing.TB, st *store.Store, from, n int, every time.Duration) {
+	for i := from; i < from+n; i++ {
+		seq := i + 1
+		body := fmt.Sprintf(`{"type":"window","window":"w","key":"k%d","start":%d,"end":%d,"rev":0,"final":true,"count":1,"device":"gw","seq":%d,"id":"id%d"}`,
+			i%5, i*1000, i*1000+1000, seq, seq)
+		if err := st.Commit(&store.Checkpoint{Meta: store.CheckpointMeta{NextSeq: uint64(seq + 1)},
+			Records: []store.Record{{ID: fmt.Sprint("id", seq), Kind: kindWindow, Name: "w", Key: fmt.Sprint("k", i%5), Body: []byte(body)}}}); err != nil {
+			t.Error(err)
+			return
+		}
+		if every > 0 {
+			time.Sleep(every)
+		}
+	}
+}
+
+// subscriber keeps a persistent session on the broker and records every
+// message, in arrival order.
+type subscriber struct {
+	mu   sync.Mutex
+	msgs []map[string]any
+	raw  map[float64]string
+	c    mqtt.Client
+}
+
+func subscribe(t *testing.T, url, topic string) *subscriber {
+	s := &subscriber{raw: map[float64]string{}}
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID("test-sub").SetCleanSession(false).
+		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
+		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(topic, 1, nil) }).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			var r map[string]any
+			if json.Unmarshal(m.Payload(), &r) != nil {
+				return
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			seq := r["seq"].(float64)
+			if prev, ok := s.raw[seq]; ok && prev != string(m.Payload()) {
+				t.Errorf("seq %v arrived with two payloads:\n%s\n%s", seq, prev, m.Payload())
+			}
+			s.raw[seq] = string(m.Payload())
+			s.msgs = append(s.msgs, r)
+		})
+	s.c = mqtt.NewClient(o)
+	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber: %v", tok.Error())
+	}
+	t.Cleanup(func() { s.c.Disconnect(100) })
+	return s
+}
+
+func (s *subscriber) waitAll(t *testing.T, n int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		got := len(s.raw)
+		s.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var missing []int
+	for i := 1; i <= n && len(missing) < 20; i++ {
+		if _, ok := s.raw[float64(i)]; !ok {
+			missing = append(missing, i)
+		}
+	}
+	t.Fatalf("%d of %d seqs after %v; first missing %v", len(s.raw), n, timeout, missing)
+}
+
+// TestMQTTOutage: the upstream broker stops while records keep being
+// committed; after it returns, a persistent subscriber gets every seq at
+// least once, with one payload per seq, in order per key within the live
+// stream and within the backlog, and live records before the backlog ends.
+func TestMQTTOutage(t *testing.T) {
+	outage := 3 * time.Second
+	if os.Getenv("EDGED_SOAK") != "" {
+		outage = 30 * time.Second
+	}
+	b := mqtttest.StartMosquitto(t, mqtttest.Options{MaxQueued: -1})
+	st, _ := storetest.MustOpen(t, nil)
+	st.RegisterOutputs([]string{"cloud"})
+	sub := subscribe(t, b.URL(), "edged/gw/#")
+	out := &MQTT{OutName: "cloud", Device: "gw", Broker: b.URL(), QoS: 1, Topic: "edged/{device}/{window}/{key}",
+		StatusTopic: "edged/{device}/status", Inflight: 32, BacklogRate: 250, RetryMin: 100 * time.Millisecond, Store: st}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- out.Run(ctx) }()
+	const before, during, after = 300, 400, 300
+	producer(t, st, 0, before, 2*time.Millisecond)
+	sub.waitAll(t, before, 10*time.Second)
+	b.Stop()
+	producer(t, st, before, during, outage/during)
+	b.Restart()
+	// Live records keep coming while the backlog (about 2 s at 250/s) is
+	// replayed.
+	producer(t, st, before+during, after, 10*time.Millisecond)
+	sub.waitAll(t, before+during+after, 30*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, _ := st.Cursor("cloud"); c == st.OutboxLastSeq() {
+			break
+		}
+	}
+	cancel()
+	<-done
+	boundary := float64(out.Stats().Boundary)
+	if boundary < before+during {
+		t.Fatalf("last session's boundary %v is before the outage ended", boundary)
+	}
+
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	// Per key, the live records and the backlog records each arrive in
+	// seq order; a live record arrives before the backlog is complete.
+	lastLive, lastBack := map[string]float64{}, map[string]float64{}
+	backlogDone := false
+	liveBeforeBacklogDone := false
+	seen := map[float64]bool{}
+	for _, r := range sub.msgs {
+		seq, key := r["seq"].(float64), r["key"].(string)
+		if seen[seq] {
+			continue // a duplicate after a reconnect: allowed
+		}
+		seen[seq] = true
+		live := seq > boundary
+		if live {
+			if !backlogDone {
+				liveBeforeBacklogDone = true
+			}
+			if seq < lastLive[key] {
+				t.Fatalf("live records of key %s out of order: %v after %v", key, seq, lastLive[key])
+			}
+			lastLive[key] = seq
+		} else if seq > before {
+			if seq < lastBack[key] {
+				t.Fatalf("backlog of key %s out of order: %v after %v", key, seq, lastBack[key])
+			}
+			lastBack[key] = seq
+		}
+		backlogDone = allSeen(seen, int(boundary))
+	}
+	if !liveBeforeBacklogDone {
+		t.Error("no live record arrived before the backlog was complete")
+	}
+	if c, _ := st.Cursor("cloud"); c != st.OutboxLastSeq() {
+		t.Errorf("cursor %d, outbox last %d", c, st.OutboxLastSeq())
+	}
+	s := out.Stats()
+	t.Logf("sent %d acked %d reconnects %d", s.Sent, s.Acked, s.Reconnects)
+}
+
+func allSeen(seen map[float64]bool, n int) bool {
+	for i := 1; i <= n; i++ {
+		if !seen[float64(i)] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMQTTQuotaWhileDown: with the broker down, a tiny outbox quota drops
+// the oldest records (counted); when it returns the newest are delivered
+// and the cursor moves over the gap.
+func TestMQTTQuotaWhileDown(t *testing.T) {
+	b := mqtttest.StartMosquitto(t, mqtttest.Options{MaxQueued: -1})
+	st, _ := storetest.MustOpen(t, &store.Options{OutboxMaxBytes: 20 << 10})
+	st.RegisterOutputs([]string{"cloud"})
+	sub := subscribe(t, b.URL(), "edged/gw/#")
+	b.Stop()
+	producer(t, st, 0, 500, 0)
+	stats, _ := st.Stats()
+	if stats.OutboxDropped == 0 {
+		t.Fatalf("no record dropped: %+v", stats)
+	}
+	out := &MQTT{OutName: "cloud", Device: "gw", Broker: b.URL(), QoS: 1, Topic: "edged/{device}/{window}/{key}", Inflight: 16, RetryMin: 100 * time.Millisecond, Store: st}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- out.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	b.Restart()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, _ := st.Cursor("cloud"); c == 500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			c, _ := st.Cursor("cloud")
+			t.Fatalf("cursor %d, want 500", c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if _, ok := sub.raw[500]; !ok || len(sub.raw) != 500-int(stats.OutboxDropped) {
+		t.Fatalf("received %d records, want the %d kept (the newest)", len(sub.raw), 500-stats.OutboxDropped)
+	}
+	t.Logf("dropped %d, delivered %d", stats.OutboxDropped, len(sub.raw))
+}
+
+func TestFileOutputCutsTornTailAndSkipsWhatItHas(t *testing.T) {
+	st, _ := storetest.MustOpen(t, nil)
+	st.RegisterOutputs([]string{"file"})
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	producer(t, st, 0, 10, 0)
+	run := func() {
+		f := &File{OutName: "file", Path: path, Store: st}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- f.Run(ctx) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for c, _ := st.Cursor("file"); c < st.OutboxLastSeq() && time.Now().Before(deadline); c, _ = st.Cursor("file") {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	// A crash after the fsync, before the cursor moved, plus a torn line.
+	st.SetCursor("file", 7)
+	fh, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	fh.WriteString(`{"type":"window","wind`)
+	fh.Close()
+	producer(t, st, 10, 5, 0)
+	run()
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 15 {
+		t.Fatalf("%d lines, want 15:\n%s", len(lines), data)
+	}
+	for i, l := range lines {
+		if !strings.Contains(l, fmt.Sprintf(`"seq":%d,`, i+1)) {
+			t.Fatalf("line %d: %s", i, l)
+		}
+	}
+}
