@@ -51,9 +51,9 @@ type MQTT struct {
 	// RetryMin is the first reconnect delay, doubled up to 60 s. Default 1 s.
 	RetryMin time.Duration
 	Store    *store.Store
-	Logger      *slog.Logger
+	Logger   *slog.Logger
 
-	stats outStats
+	stats  outStats
 	haMu   sync.Mutex
 	haSeen map[string]bool
 }
@@ -73,9 +73,9 @@ type Stats struct {
 	Cursor                  uint64
 	// Boundary is the outbox position at the last (re)connect: records
 	// after it went out live, those up to it as the backlog.
-	Boundary uint64
-	LastErr                 string
-	LastErrAt               time.Time
+	Boundary  uint64
+	LastErr   string
+	LastErrAt time.Time
 }
 
 // Stats returns the output's counters.
