@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -194,14 +193,18 @@ func (s *Store) outboxQuota(tx *bolt.Tx, added *int64) error {
 	if total <= s.opts.OutboxMaxBytes {
 		return nil
 	}
-	c := tx.Bucket(bucketOutbox).Cursor()
+	ob := tx.Bucket(bucketOutbox)
+	c := ob.Cursor()
 	var dropped uint64
-	for k, v := c.First(); k != nil && total > s.opts.OutboxMaxBytes; k, v = c.First() {
+	var keys [][]byte
+	for k, v := c.First(); k != nil && total > s.opts.OutboxMaxBytes; k, v = c.Next() {
 		total -= int64(len(v))
 		*added -= int64(len(v))
 		dropped++
-		_ = binary.BigEndian.Uint64(k)
-		if err := c.Delete(); err != nil {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := ob.Delete(k); err != nil {
 			return err
 		}
 	}

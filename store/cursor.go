@@ -96,17 +96,32 @@ func (s *Store) SetCursor(output string, pos uint64) error {
 			}
 			low = min(low, binary.BigEndian.Uint64(v))
 		}
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= low; k, v = c.First() {
-			freed += int64(len(v))
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		freed, err = deleteUpTo(tx.Bucket(bucketOutbox), low)
+		return err
 	})
 	if err == nil {
 		s.outBytes.Add(-freed)
 	}
 	return err
+}
+
+// deleteUpTo deletes the keys <= upTo of a bucket keyed by big-endian
+// positions and returns the value bytes freed. The keys are gathered first:
+// deleting under a cursor and going back to First each time is quadratic in
+// bbolt.
+func deleteUpTo(b *bolt.Bucket, upTo uint64) (int64, error) {
+	var keys [][]byte
+	var freed int64
+	c := b.Cursor()
+	for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, v = c.Next() {
+		keys = append(keys, k)
+		freed += int64(len(v))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return freed, nil
 }

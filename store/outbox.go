@@ -35,15 +35,9 @@ func (s *Store) ReadOutbox(from uint64, max int, fn func(r *Record) error) error
 func (s *Store) DeleteOutbox(upTo uint64) error {
 	var freed int64
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		freed = 0
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, v = c.First() {
-			freed += int64(len(v))
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		freed, err = deleteUpTo(tx.Bucket(bucketOutbox), upTo)
+		return err
 	})
 	if err == nil {
 		s.outBytes.Add(-freed)

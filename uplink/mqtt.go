@@ -286,7 +286,7 @@ func (m *MQTT) session(ctx context.Context, c mqtt.Client, lost <-chan error, ac
 		}
 		per := max(1, m.Batch)
 		for pos < boundary {
-			recs, err := m.Store.ReadOutboxAfter(pos, per)
+			recs, err := m.Store.ReadOutboxAfter(pos, 1024)
 			if err != nil {
 				errc <- err
 				return
@@ -302,19 +302,23 @@ func (m *MQTT) session(ctx context.Context, c mqtt.Client, lost <-chan error, ac
 			acks.gaps(pos, recs)
 			pos = recs[len(recs)-1].Pos
 			recs = acks.unacked(recs)
-			if len(recs) == 0 {
-				continue
-			}
-			if tick != nil {
-				select {
-				case <-sctx.Done():
-					return
-				case <-tick:
+			for len(recs) > 0 {
+				n := min(per, len(recs))
+				if tick != nil {
+					select {
+					case <-sctx.Done():
+						return
+					case <-tick:
+					}
 				}
-			}
-			if err := send(recs, false); err != nil {
-				errc <- err
-				return
+				if err := send(recs[:n], false); err != nil {
+					errc <- err
+					return
+				}
+				if sctx.Err() != nil {
+					return
+				}
+				recs = recs[n:]
 			}
 		}
 		if boundary > cur {
