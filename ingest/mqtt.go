@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/edged/edged/internal/mqttconn"
 	"github.com/edged/edged/sensors"
 	"github.com/edged/edged/store"
 )
@@ -227,7 +225,7 @@ func (s *MQTT) Run(ctx context.Context, app Appender) error {
 		return fmt.Errorf("mqtt source %q: %w", s.Name, err)
 	}
 	base.clock = s.Clock
-	if !mqttTLSScheme(u.Scheme) && (s.TLSCA != "" || s.TLSCert != "" || s.TLSInsecure) {
+	if !mqttconn.TLSScheme(u.Scheme) && (s.TLSCA != "" || s.TLSCert != "" || s.TLSInsecure) {
 		log.Warn(fmt.Sprintf("mqtt source %q: tls_* settings are ignored: the broker URL %s is not ssl:// or wss://", s.Name, redactURL(s.Broker)), "source", s.Name)
 	}
 
@@ -408,7 +406,7 @@ func (s *MQTT) connect(ctx context.Context, log *slog.Logger, handler mqtt.Messa
 		default:
 		}
 	})
-	tlsCfg, err := s.tlsConfig()
+	tlsCfg, err := mqttconn.TLSConfig(s.Broker, s.TLSCA, s.TLSCert, s.TLSKey, s.TLSInsecure)
 	if err != nil {
 		return nil, false, err
 	}
@@ -419,7 +417,7 @@ func (s *MQTT) connect(ctx context.Context, log *slog.Logger, handler mqtt.Messa
 	dialCtx, stopDial := context.WithCancel(ctx)
 	defer stopDial()
 	dialer.Cancel = dialCtx.Done() //nolint:staticcheck // the dial must end when edged stops, and paho takes no context
-	o.SetCustomOpenConnectionFn(mqttDial(dialer, tlsCfg, ct))
+	o.SetCustomOpenConnectionFn(mqttconn.Dial(dialer, tlsCfg, ct))
 	c := mqtt.NewClient(o)
 	tok := c.Connect()
 	if !tok.WaitTimeout(ct + 5*time.Second) {
@@ -494,50 +492,11 @@ func (s *MQTT) describe(err error) string {
 		}
 	}
 	hint := ""
-	if u, _ := url.Parse(s.Broker); u != nil && mqttTLSScheme(u.Scheme) && s.TLSCert == "" &&
+	if u, _ := url.Parse(s.Broker); u != nil && mqttconn.TLSScheme(u.Scheme) && s.TLSCert == "" &&
 		(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "certificate required")) {
 		hint = " (does the broker require a client certificate? set tls_cert and tls_key)"
 	}
 	return fmt.Sprintf("cannot connect to %s: %v%s", redactURL(s.Broker), err, hint)
-}
-
-func mqttTLSScheme(scheme string) bool {
-	switch scheme {
-	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps", "wss":
-		return true
-	}
-	return false
-}
-
-// tlsConfig reads the TLS files; nil for a broker URL without TLS.
-func (s *MQTT) tlsConfig() (*tls.Config, error) {
-	u, err := url.Parse(s.Broker)
-	if err != nil {
-		return nil, err
-	}
-	if !mqttTLSScheme(u.Scheme) {
-		return nil, nil
-	}
-	cfg := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, InsecureSkipVerify: s.TLSInsecure}
-	if s.TLSCA != "" {
-		b, err := os.ReadFile(s.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("tls_ca %s: no PEM certificate in it", s.TLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if s.TLSCert != "" || s.TLSKey != "" {
-		cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
 }
 
 // redactURL drops the user info (a password) from a broker URL.

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edged/edged/internal/mqttconn"
 	"github.com/edged/edged/store"
 )
 
@@ -17,7 +17,7 @@ var recordFields = map[string]bool{"type": true, "window": true, "key": true, "s
 // once), and the Home Assistant discovery config of each new window, key
 // and aggregate. These are QoS 0 conveniences: the records themselves go
 // through the outbox with their acknowledgements.
-func (m *MQTT) dashboards(c mqtt.Client, recs []store.Record) {
+func (m *MQTT) dashboards(c *mqttconn.Publisher, recs []store.Record) {
 	for i := range recs {
 		r := &recs[i]
 		if r.Kind != kindWindow || (m.LatestTopic == "" && m.HAPrefix == "") {
@@ -59,7 +59,7 @@ type HADevice struct {
 
 // discover publishes the discovery configs of r's aggregates once per
 // process (they are retained by the broker).
-func (m *MQTT) discover(c mqtt.Client, r *store.Record, stateTopic string) {
+func (m *MQTT) discover(c *mqttconn.Publisher, r *store.Record, stateTopic string) {
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(r.Body, &fields) != nil {
 		return

@@ -3,19 +3,17 @@ package uplink
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edged/edged/internal/mqttconn"
 	"github.com/edged/edged/store"
 )
 
@@ -56,6 +54,9 @@ type MQTT struct {
 	stats  outStats
 	haMu   sync.Mutex
 	haSeen map[string]bool
+	// ids maps a message's first position to its packet id once sent.
+	idMu sync.Mutex
+	ids  map[uint64]uint16
 }
 
 // outStats are an output's counters, read with Stats.
@@ -134,7 +135,7 @@ func (m *MQTT) Run(ctx context.Context) error {
 			}
 			backoff = min(2*backoff, 60*time.Second)
 		}
-		c, lost, err := m.connect(ctx, tlsCfg)
+		c, err := m.connect(ctx, tlsCfg)
 		if err != nil {
 			m.setErr(err)
 			log.Warn("upstream broker unreachable; records wait in the outbox", "broker", redact(m.Broker), "err", err, "retry_in", backoff)
@@ -142,7 +143,7 @@ func (m *MQTT) Run(ctx context.Context) error {
 		}
 		log.Info("connected upstream", "broker", redact(m.Broker))
 		backoff = m.RetryMin
-		err = m.session(ctx, c, lost, acks, log)
+		err = m.session(ctx, c, acks, log)
 		m.goodbye(c, ctx.Err() != nil)
 		if err != nil && ctx.Err() == nil {
 			m.setErr(err)
@@ -162,70 +163,53 @@ func (m *MQTT) statusTopic() string { return strings.ReplaceAll(m.StatusTopic, "
 
 // connect opens one connection, with the last will "offline" (retained) on
 // the status topic, and publishes "online" (retained).
-func (m *MQTT) connect(ctx context.Context, tlsCfg *tls.Config) (mqtt.Client, <-chan error, error) {
-	lost := make(chan error, 1)
+func (m *MQTT) connect(ctx context.Context, tlsCfg *tls.Config) (*mqttconn.Publisher, error) {
 	id := m.ClientID
 	if id == "" {
 		id = "edged-" + m.Device + "-" + m.OutName
 	}
-	o := mqtt.NewClientOptions().AddBroker(m.Broker).SetClientID(id).
-		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
-		SetKeepAlive(m.Keepalive).SetConnectTimeout(10 * time.Second).SetWriteTimeout(10 * time.Second).
-		SetMaxResumePubInFlight(m.Inflight).SetOrderMatters(false).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			select {
-			case lost <- err:
-			default:
-			}
-		})
-	if m.Username != "" {
-		o.SetUsername(m.Username).SetPassword(m.Password)
+	o := mqttconn.PublisherOptions{ClientID: id, Username: m.Username, Password: m.Password,
+		Keepalive: m.Keepalive, TLS: tlsCfg, AckBuffer: 4 * m.Inflight}
+	if m.StatusTopic != "" {
+		o.WillTopic, o.WillBody, o.WillRetain = m.statusTopic(), []byte("offline"), true
 	}
-	if tlsCfg != nil {
-		o.SetTLSConfig(tlsCfg)
+	p, err := mqttconn.DialPublisher(ctx, m.Broker, o)
+	if err != nil {
+		return nil, err
 	}
 	if m.StatusTopic != "" {
-		o.SetBinaryWill(m.statusTopic(), []byte("offline"), 1, true)
+		p.Publish(m.statusTopic(), 0, true, []byte("online"))
 	}
-	c := mqtt.NewClient(o)
-	t := c.Connect()
-	if !t.WaitTimeout(15 * time.Second) {
-		c.Disconnect(0)
-		return nil, nil, errors.New("connect timed out")
-	}
-	if err := t.Error(); err != nil {
-		return nil, nil, err
-	}
-	if m.StatusTopic != "" {
-		st := c.Publish(m.statusTopic(), 1, true, "online")
-		st.WaitTimeout(5 * time.Second)
-	}
-	return c, lost, nil
+	return p, nil
 }
 
 // goodbye says "offline" on a graceful stop and disconnects.
-func (m *MQTT) goodbye(c mqtt.Client, graceful bool) {
-	if graceful && m.StatusTopic != "" && c.IsConnected() {
-		c.Publish(m.statusTopic(), 1, true, "offline").WaitTimeout(2 * time.Second)
+func (m *MQTT) goodbye(p *mqttconn.Publisher, graceful bool) {
+	if graceful && m.StatusTopic != "" {
+		p.Publish(m.statusTopic(), 0, true, []byte("offline"))
 	}
-	c.Disconnect(250)
+	p.Close()
 }
 
-// sent is a message in flight: the positions it carries and its token.
+// sent is a message in flight: the positions it carries and its packet id
+// (0 at QoS 0, which has no acknowledgement).
 type sent struct {
 	first, last uint64
 	live        bool
-	tok         mqtt.Token
+	id          uint16
 }
 
 // session delivers over one connection until it drops or ctx ends.
-func (m *MQTT) session(ctx context.Context, c mqtt.Client, lost <-chan error, acks *ackSet, log *slog.Logger) error {
+func (m *MQTT) session(ctx context.Context, c *mqttconn.Publisher, acks *ackSet, log *slog.Logger) error {
 	cur, err := m.Store.Cursor(m.OutName)
 	if err != nil {
 		return err
 	}
 	acks.setFloor(cur)
 	m.stats.cursor.Store(cur)
+	m.idMu.Lock()
+	m.ids = map[uint64]uint16{}
+	m.idMu.Unlock()
 	boundary := m.Store.OutboxLastSeq() // records after it are live
 	m.stats.boundary.Store(boundary)
 	if boundary > cur {
@@ -234,7 +218,6 @@ func (m *MQTT) session(ctx context.Context, c mqtt.Client, lost <-chan error, ac
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	inflight := make(chan sent, m.Inflight)
-	var dropped atomic.Bool
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	// The collector: waits for acknowledgements in send order and moves
@@ -242,7 +225,7 @@ func (m *MQTT) session(ctx context.Context, c mqtt.Client, lost <-chan error, ac
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errc <- m.collect(sctx, inflight, lost, acks, &dropped)
+		errc <- m.collect(sctx, c, inflight, acks)
 	}()
 	var sendMu sync.Mutex // one publisher at a time keeps in-flight order
 	send := func(recs []store.Record, live bool) error {
@@ -345,7 +328,7 @@ func trimTo(recs []store.Record, upTo uint64) []store.Record {
 
 // publish sends recs, one message each or in batches, and queues their
 // tokens for the collector.
-func (m *MQTT) publish(ctx context.Context, c mqtt.Client, recs []store.Record, live bool, inflight chan<- sent) error {
+func (m *MQTT) publish(ctx context.Context, c *mqttconn.Publisher, recs []store.Record, live bool, inflight chan<- sent) error {
 	for len(recs) > 0 {
 		n := 1
 		var topic string
@@ -369,13 +352,22 @@ func (m *MQTT) publish(ctx context.Context, c mqtt.Client, recs []store.Record, 
 			}
 			topic, payload = m.fill(tmpl, r), r.Body
 		}
-		tok := c.Publish(topic, m.QoS, false, payload)
-		m.stats.sent.Add(int64(n))
+		// The slot in flight is taken before the message goes out, so that
+		// at most Inflight messages wait for their acknowledgement.
+		s := sent{first: recs[0].Pos, last: recs[n-1].Pos, live: live}
 		select {
-		case inflight <- sent{first: recs[0].Pos, last: recs[n-1].Pos, live: live, tok: tok}:
+		case inflight <- s:
 		case <-ctx.Done():
 			return nil
 		}
+		id, err := c.Publish(topic, m.QoS, false, payload)
+		if err != nil {
+			return err
+		}
+		m.stats.sent.Add(int64(n))
+		m.idMu.Lock()
+		m.ids[s.first] = id
+		m.idMu.Unlock()
 		if live {
 			m.dashboards(c, recs[:n])
 		}
@@ -384,12 +376,11 @@ func (m *MQTT) publish(ctx context.Context, c mqtt.Client, recs []store.Record, 
 	return nil
 }
 
-// collect waits for the tokens in send order. A token that completes
-// without error while the connection is up is an acknowledgement; one that
-// completes after the connection was lost is not trusted (paho may complete
-// tokens of messages that never reached the broker when a connection
-// drops), and its records go again on the next connection.
-func (m *MQTT) collect(ctx context.Context, inflight <-chan sent, lost <-chan error, acks *ackSet, dropped *atomic.Bool) error {
+// collect matches the broker's acknowledgements to the messages in flight,
+// in send order, and moves the durable cursor over the contiguous
+// acknowledged prefix. When the connection ends, what was not acknowledged
+// goes again on the next one.
+func (m *MQTT) collect(ctx context.Context, c *mqttconn.Publisher, inflight <-chan sent, acks *ackSet) error {
 	save := time.NewTicker(200 * time.Millisecond)
 	defer save.Stop()
 	saved := acks.floor()
@@ -404,47 +395,61 @@ func (m *MQTT) collect(ctx context.Context, inflight <-chan sent, lost <-chan er
 		return nil
 	}
 	defer flush()
+	var fifo []sent
+	acked := map[uint16]bool{}
+	settle := func() {
+		for len(fifo) > 0 {
+			s := fifo[0]
+			m.idMu.Lock()
+			id, ok := m.ids[s.first]
+			m.idMu.Unlock()
+			if !ok || (id != 0 && !acked[id]) {
+				return // not sent yet, or not acknowledged yet
+			}
+			delete(acked, id)
+			m.idMu.Lock()
+			delete(m.ids, s.first)
+			m.idMu.Unlock()
+			acks.add(s.first, s.last)
+			m.stats.acked.Add(int64(s.last - s.first + 1))
+			fifo = fifo[1:]
+		}
+	}
+	var stall *time.Timer
 	for {
-		var s sent
+		var stallC <-chan time.Time
+		if len(fifo) > 0 {
+			if stall == nil {
+				stall = time.NewTimer(30 * time.Second)
+			}
+			stallC = stall.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-lost:
-			dropped.Store(true)
-			return fmt.Errorf("connection lost: %w", err)
+		case <-c.Done():
+			return c.Err()
 		case <-save.C:
+			settle()
 			if err := flush(); err != nil {
 				return err
 			}
-			continue
-		case s = <-inflight:
-		}
-		timeout := time.NewTimer(30 * time.Second)
-		select {
-		case <-ctx.Done():
-			timeout.Stop()
-			return nil
-		case err := <-lost:
-			timeout.Stop()
-			dropped.Store(true)
-			return fmt.Errorf("connection lost: %w", err)
-		case <-timeout.C:
+		case s := <-inflight:
+			fifo = append(fifo, s)
+			settle()
+		case id, ok := <-c.Acks():
+			if !ok {
+				return c.Err()
+			}
+			acked[id] = true
+			settle()
+			if stall != nil {
+				stall.Stop()
+				stall = nil
+			}
+		case <-stallC:
 			return errors.New("no acknowledgement from the broker within 30 s")
-		case <-s.tok.Done():
-			timeout.Stop()
 		}
-		if err := s.tok.Error(); err != nil {
-			return fmt.Errorf("publish: %w", err)
-		}
-		select {
-		case err := <-lost:
-			// Lost while we looked: do not trust this completion.
-			dropped.Store(true)
-			return fmt.Errorf("connection lost: %w", err)
-		default:
-		}
-		acks.add(s.first, s.last)
-		m.stats.acked.Add(int64(s.last - s.first + 1))
 	}
 }
 
@@ -546,37 +551,11 @@ func (a *ackSet) unacked(recs []store.Record) []store.Record {
 }
 
 func (m *MQTT) tlsConfig() (*tls.Config, error) {
-	u, err := url.Parse(m.Broker)
-	if err != nil {
-		return nil, fmt.Errorf("broker URL: %w", err)
+	cfg, err := mqttconn.TLSConfig(m.Broker, m.TLSCA, m.TLSCert, m.TLSKey, m.Insecure)
+	if err != nil || cfg != nil || (m.TLSCA == "" && m.TLSCert == "") {
+		return cfg, err
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "ssl", "tls", "mqtts", "wss", "tcps":
-	default:
-		if m.TLSCA == "" && m.TLSCert == "" {
-			return nil, nil
-		}
-	}
-	cfg := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.Insecure}
-	if m.TLSCA != "" {
-		pem, err := os.ReadFile(m.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls_ca %s: no PEM certificate in it", m.TLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if m.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(m.TLSCert, m.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return nil, fmt.Errorf("tls_ca or tls_cert is set but the broker URL %s is not a TLS one: use ssl://", redact(m.Broker))
 }
 
 func redact(raw string) string {

@@ -1,4 +1,7 @@
-package ingest
+// Package mqttconn holds what edged's MQTT source and MQTT output share
+// around paho: the network connection (buffered reads, coalesced writes)
+// and the TLS configuration from the config's files.
+package mqttconn
 
 import (
 	"bufio"
@@ -12,21 +15,21 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
-// mqttDial opens the network connection for paho (its
-// CustomOpenConnectionFn) and wraps it in an mqttConn. paho reads every
+// Dial opens the network connection for paho (its
+// CustomOpenConnectionFn) and wraps it in an conn. paho reads every
 // packet with several small reads and writes every acknowledgement with a
 // write of its own: two to four system calls per message, most of the CPU
 // an MQTT source spends. The wrapper reads through a buffer and coalesces
 // writes.
-func mqttDial(dialer *net.Dialer, tlsCfg *tls.Config, timeout time.Duration) mqtt.OpenConnectionFunc {
+func Dial(dialer *net.Dialer, tlsCfg *tls.Config, timeout time.Duration) mqtt.OpenConnectionFunc {
 	return func(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		var c net.Conn
 		var err error
 		switch u.Scheme {
 		case "tcp", "mqtt":
-			c, err = dialer.Dial("tcp", mqttHostPort(u, "1883"))
+			c, err = dialer.Dial("tcp", hostPort(u, "1883"))
 		case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
-			c, err = tls.DialWithDialer(dialer, "tcp", mqttHostPort(u, "8883"), tlsCfg)
+			c, err = tls.DialWithDialer(dialer, "tcp", hostPort(u, "8883"), tlsCfg)
 		case "ws", "wss":
 			wu := *u
 			wu.User = nil
@@ -37,24 +40,24 @@ func mqttDial(dialer *net.Dialer, tlsCfg *tls.Config, timeout time.Duration) mqt
 		if err != nil {
 			return nil, err
 		}
-		return newMQTTConn(c), nil
+		return newConn(c), nil
 	}
 }
 
-// mqttHostPort is u's host:port, with port def when u names none.
-func mqttHostPort(u *url.URL, def string) string {
+// hostPort is u's host:port, with port def when u names none.
+func hostPort(u *url.URL, def string) string {
 	if u.Port() != "" {
 		return u.Host
 	}
 	return net.JoinHostPort(u.Hostname(), def)
 }
 
-// mqttConn reads through a buffer and writes asynchronously: Write queues
+// conn reads through a buffer and writes asynchronously: Write queues
 // the bytes and returns; one goroutine writes what has queued meanwhile in
 // one system call, in order. A write error is returned by the next Write
 // (and the broken connection also fails the reader). Close sends what is
 // queued (a DISCONNECT) within a second, then closes.
-type mqttConn struct {
+type conn struct {
 	net.Conn
 	r *bufio.Reader
 
@@ -66,21 +69,21 @@ type mqttConn struct {
 	done    chan struct{} // the writer goroutine has stopped
 }
 
-const mqttConnMaxQueued = 256 << 10 // Write waits beyond this
+const connMaxQueued = 256 << 10 // Write waits beyond this
 
-func newMQTTConn(c net.Conn) *mqttConn {
-	m := &mqttConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10), done: make(chan struct{})}
+func newConn(c net.Conn) *conn {
+	m := &conn{Conn: c, r: bufio.NewReaderSize(c, 32<<10), done: make(chan struct{})}
 	m.cond = sync.NewCond(&m.mu)
 	go m.writer()
 	return m
 }
 
-func (c *mqttConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *conn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-func (c *mqttConn) Write(p []byte) (int, error) {
+func (c *conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && !c.closing && len(c.buf) >= mqttConnMaxQueued {
+	for c.err == nil && !c.closing && len(c.buf) >= connMaxQueued {
 		c.cond.Wait()
 	}
 	switch {
@@ -94,7 +97,7 @@ func (c *mqttConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (c *mqttConn) writer() {
+func (c *conn) writer() {
 	defer close(c.done)
 	var out []byte
 	c.mu.Lock()
@@ -120,7 +123,7 @@ func (c *mqttConn) writer() {
 	}
 }
 
-func (c *mqttConn) Close() error {
+func (c *conn) Close() error {
 	c.mu.Lock()
 	already := c.closing
 	c.closing = true
