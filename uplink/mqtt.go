@@ -153,10 +153,38 @@ func (m *MQTT) Run(ctx context.Context) error {
 	return nil
 }
 
+// fill expands a topic template for r: {device}, {window} and {detector}
+// (the record's window or detector), {key}, {type}, {state}.
 func (m *MQTT) fill(tmpl string, r *store.Record) string {
-	repl := strings.NewReplacer("{device}", m.Device, "{window}", r.Name, "{detector}", r.Name, "{key}", topicSafe(r.Key),
-		"{type}", kindName(r.Kind), "{state}", stateOf(r))
-	return repl.Replace(tmpl)
+	if strings.IndexByte(tmpl, '{') < 0 {
+		return tmpl
+	}
+	var b strings.Builder
+	b.Grow(len(tmpl) + len(m.Device) + len(r.Name) + len(r.Key))
+	for {
+		i := strings.IndexByte(tmpl, '{')
+		j := strings.IndexByte(tmpl[max(i, 0):], '}')
+		if i < 0 || j < 0 {
+			b.WriteString(tmpl)
+			return b.String()
+		}
+		b.WriteString(tmpl[:i])
+		switch name := tmpl[i+1 : i+j]; name {
+		case "device":
+			b.WriteString(m.Device)
+		case "window", "detector":
+			b.WriteString(r.Name)
+		case "key":
+			b.WriteString(topicSafe(r.Key))
+		case "type":
+			b.WriteString(kindName(r.Kind))
+		case "state":
+			b.WriteString(stateOf(r))
+		default:
+			b.WriteString(tmpl[i : i+j+1])
+		}
+		tmpl = tmpl[i+j+1:]
+	}
 }
 
 func (m *MQTT) statusTopic() string { return strings.ReplaceAll(m.StatusTopic, "{device}", m.Device) }

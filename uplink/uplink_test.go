@@ -290,3 +290,15 @@ func TestFileOutputCutsTornTailAndSkipsWhatItHas(t *testing.T) {
 		}
 	}
 }
+
+func TestTopicTemplate(t *testing.T) {
+	m := &MQTT{Device: "gw-01"}
+	r := &store.Record{Kind: kindWindow, Name: "temp_10s", Key: "boiler+1/temp"}
+	if got := m.fill("edged/{device}/{window}/{key}/{type}{unknown}", r); got != "edged/gw-01/temp_10s/boiler_1/temp/window{unknown}" {
+		t.Fatalf("got %q", got)
+	}
+	a := &store.Record{Kind: kindAlert, Name: "overheat", Key: "s1", Body: []byte(`{"type":"alert","state":"firing"}`)}
+	if got := m.fill("a/{detector}/{key}/{state}", a); got != "a/overheat/s1/firing" {
+		t.Fatalf("got %q", got)
+	}
+}
