@@ -60,9 +60,11 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	check := fs.Bool("check", false, "run bbolt's consistency check over the whole file")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
 	salvagePath := fs.String("salvage", "", "print the log entries still readable in a broken data `file` (moved aside), as JSON lines; no -c needed")
+	logEntries := fs.Bool("log", false, "print the ingest log's entries, one JSON object per line, in offset order (the format of --salvage)")
+	logFrom := fs.Uint64("from", 0, "with --log: the first log `offset` to print (default: the oldest kept)")
 	pos, err := parseFlags(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, flagUsage(fs, "edged inspect -c FILE [--outbox | --quarantine | --check] [--json]\n       edged inspect --salvage DATA_FILE")+inspectHelp)
+		fmt.Fprint(stdout, flagUsage(fs, "edged inspect -c FILE [--outbox | --quarantine | --check | --log [--from OFFSET]] [--json]\n       edged inspect --salvage DATA_FILE")+inspectHelp)
 		return err
 	}
 	if err != nil {
@@ -77,9 +79,20 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 		}
 		return salvage(*salvagePath, stdout, stderr)
 	}
+	fromSet := false
+	fs.Visit(func(f *flag.Flag) { fromSet = fromSet || f.Name == "from" })
+	if fromSet && !*logEntries {
+		return usagef("--from goes with --log")
+	}
+	if *logEntries && (*outbox || *quarantine || *check || *asJSON) {
+		return usagef("--log prints the log entries; use it without --outbox, --quarantine, --check and --json")
+	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
+	}
+	if *logEntries {
+		return inspectLog(cfg.Device.DataDir, cfg.Device.ID, stdout, *logFrom)
 	}
 	return inspectStore(cfg.Device.DataDir, cfg.Device.ID, stdout, *outbox, *quarantine, *check, *asJSON)
 }
@@ -139,6 +152,54 @@ func inspectStore(dir, device string, stdout io.Writer, outbox, quarantine, chec
 	}
 	printStats(w, s)
 	return nil
+}
+
+// inspectLog prints the log entries from offset from (or the oldest kept)
+// as JSON lines, like --salvage.
+func inspectLog(dir, device string, stdout io.Writer, from uint64) (err error) {
+	dataFile := filepath.Join(dir, store.FileName)
+	defer store.ReadGuard(dataFile, &err, nil)()
+	if _, err := os.Stat(dataFile); err != nil {
+		return fmt.Errorf("no data file at %s: edged has not run with this data_dir (%w)", dataFile, err)
+	}
+	if err := store.CheckExtent(dataFile); err != nil {
+		return err
+	}
+	st, err := store.Open(dir, &store.Options{DeviceID: device, LockTimeout: 2 * time.Second, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	var b []byte
+	_, err = st.ReadLog(max(from, st.LogFirst()), 0, func(off uint64, e *store.Entry) error {
+		b = append(b[:0], `{"offset":`...)
+		b = strconv.AppendUint(b, off, 10)
+		if e.Kind == store.EntryIdle {
+			b = append(b, `,"idle":`...)
+			b = pipeline.AppendString(b, e.Source)
+		} else {
+			b = append(b, `,"source":`...)
+			b = pipeline.AppendString(b, e.Source)
+			b = append(b, `,"sensor":`...)
+			b = pipeline.AppendString(b, e.Sensor)
+			b = append(b, `,"metric":`...)
+			b = pipeline.AppendString(b, e.Metric)
+			b = append(b, `,"value":`...)
+			b = pipeline.AppendFloat(b, e.Value)
+			b = append(b, `,"ts":`...)
+			b = strconv.AppendInt(b, e.TS, 10)
+		}
+		b = append(b, `,"ingest":`...)
+		b = strconv.AppendInt(b, e.Ingest, 10)
+		b = append(b, "}\n"...)
+		_, err := w.Write(b)
+		return err
+	})
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 func printStats(w io.Writer, s *store.Stats) {

@@ -47,6 +47,7 @@ Usage:
   edged replay   -c FILE [--from T] [--to T] [--by event|ingest] [--config-override OTHER.toml]
                                  re-run the pipeline over the local log; records on stdout, live state untouched
   edged simulate sine [flags]    synthetic sine sensor (see edged simulate -h)
+  edged ports    [--json]        list serial ports with their USB vendor, product and serial number
   edged version                  print the version
 
 Exit status: 0 success, 1 runtime failure, 2 bad usage or invalid config.
@@ -76,6 +77,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdReplay(rest, stdout, stderr)
 	case "simulate":
 		err = cmdSimulate(rest, stdout, stderr)
+	case "ports":
+		err = cmdPorts(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "edged %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help", "-help":

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/ingest"
+	"github.com/edged/edged/internal/broker"
 	"github.com/edged/edged/internal/config"
 	"github.com/edged/edged/internal/runner"
 	"github.com/edged/edged/pipeline"
@@ -45,6 +46,18 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	for _, s := range cfg.Sources {
 		switch s.Type {
 		case "file", "stdin":
+		case "simulate":
+			if _, err := simulateConfig(&s); err != nil {
+				return usagef("%s: source %q: %v", cfg.File, s.Name, err)
+			}
+		case "serial":
+			if _, err := ingest.UnescapePoll(s.PollCommand); err != nil {
+				return usagef("%s: source %q: %v", cfg.File, s.Name, err)
+			}
+		case "mqtt":
+			if err := ingest.CheckTopicTemplate(s.TopicTemplate); err != nil {
+				return usagef("%s: source %q: %v", cfg.File, s.Name, err)
+			}
 		default:
 			return usagef("%s: source %q: type %q is not supported by edged run yet (file and stdin are)", cfg.File, s.Name, s.Type)
 		}
@@ -113,6 +126,16 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 		return err
 	}
 
+	// Embedded MQTT broker ([broker] enabled): up before the sources, down
+	// after they stop.
+	var brk *broker.Broker
+	if cfg.Broker.Enabled {
+		if brk, err = broker.Start(ctx, cfg.Broker, log); err != nil {
+			return err
+		}
+		defer brk.Close()
+	}
+
 	appCtx, appStop := context.WithCancel(context.Background())
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.Run(appCtx) }()
@@ -130,6 +153,25 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 			src = &ingest.File{Name: s.Name, Path: s.Path, Format: s.Format, Opts: decoderOptions(s), Start: positions[s.Name], Logger: log}
 		case "stdin":
 			src = &ingest.Reader{Name: s.Name, R: stdin, Format: s.Format, Opts: decoderOptions(s), Logger: log}
+		case "simulate":
+			sc, _ := simulateConfig(s) // checked by cmdRun
+			src = &ingest.Simulate{Name: s.Name, Config: sc, Logger: log}
+		case "serial":
+			poll, _ := ingest.UnescapePoll(s.PollCommand) // checked by cmdRun
+			lineEnd := byte('\n')
+			if s.LineEnd != "" {
+				lineEnd = s.LineEnd[0]
+			}
+			src = &ingest.Serial{Name: s.Name, Port: s.Port, USBVID: s.USBVID, USBPID: s.USBPID, USBSerial: s.USBSerial,
+				Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits,
+				LineEnd: lineEnd, MaxLine: int(s.MaxLine), PollCommand: poll, PollEvery: s.PollEvery.D(),
+				Format: s.Format, Opts: decoderOptions(s), Logger: log}
+		case "mqtt":
+			src = &ingest.MQTT{Name: s.Name, Broker: s.Broker, Topics: s.Topics, QoS: s.QoS,
+				ClientID: s.ClientID, Device: cfg.Device.ID, Username: s.Username, Password: s.Password,
+				TLSCA: s.TLSCA, TLSCert: s.TLSCert, TLSKey: s.TLSKey, TLSInsecure: s.TLSInsecure,
+				CleanSession: s.CleanSession != nil && *s.CleanSession, Keepalive: s.Keepalive.D(),
+				TopicTemplate: s.TopicTemplate, Format: s.Format, Opts: decoderOptions(s), Logger: log}
 		}
 		wg.Add(1)
 		go func() {
@@ -147,6 +189,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	// Shutdown, in order.
 	srcStop()
 	wg.Wait()
+	if brk != nil {
+		brk.Close()
+	}
 	appStop()
 	if err := <-appDone; err != nil {
 		log.Error("final log commit failed", "err", err)

@@ -3,28 +3,45 @@ package main
 import (
 	"bufio"
 	"container/heap"
+	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edged/edged/internal/config"
+	"github.com/edged/edged/internal/simulate"
 	"github.com/edged/edged/pipeline"
 	"github.com/edged/edged/sensors"
 )
 
+// cmdSimulate is edged simulate: synthetic sensors with injected anomalies
+// (simulateSensors), or `edged simulate sine`, the event-time demo.
 func cmdSimulate(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "sine" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprint(stdout, "Usage: edged simulate sine [flags]   (edged simulate sine -h for flags)\n")
-			return flag.ErrHelp
-		}
-		return usagef("simulate: name a generator: sine")
+	if len(args) > 0 && args[0] == "sine" {
+		return cmdSimulateSine(args, stdout, stderr)
 	}
+	return simulateSensors(args, stdout, stderr)
+}
+
+// cmdSimulateSine is edged simulate sine: sine samples delayed at random,
+// in arrival order, or --compare.
+func cmdSimulateSine(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate sine", flag.ContinueOnError)
 	seconds := fs.Int("seconds", 10, "event time to generate, in `seconds`")
 	rate := fs.Int("rate", 100, "samples per second")
@@ -221,4 +238,485 @@ func fmtSum(v, n float64) string {
 		return fmt.Sprintf("%.3f (%.0e)", 0.0, v)
 	}
 	return fmt.Sprintf("%.3f", v)
+}
+
+const simulateSynopsis = `edged simulate [flags]
+       edged simulate sine [flags]    the event-time demo (edged simulate sine -h)
+
+Synthetic sensors NAME-0 .. NAME-(N-1) (NAME is --sensor) with anomalies
+injected at known times, deterministic for a seed. Each reading is one JSON
+object, {"sensor":"sim-0","ts":1700000000000,"value":21.503} ("metric" too
+with --metric), one per line, or one MQTT message.
+
+  --to stdout (default)   JSON lines, as fast as possible (not paced: event
+                          time starts at --start) unless --realtime
+  --to mqtt://[user:pass@]host:port/TOPIC-TEMPLATE
+                          one message per reading to the topic, where
+                          {sensor} and {metric} are replaced (default
+                          sensors/{sensor}); mqtts://, ws:// and wss:// too
+  --to pty                a new pseudo-terminal (its path is printed on
+                          stderr: use it as a serial source's port)
+  --to PATH               lines written to a file, fifo or a terminal such
+                          as /dev/pts/3 (one end of a socat pty pair)
+
+Outputs other than stdout are paced in real time by default (--realtime=false
+to turn it off): event time is the clock when each reading is due. Without
+--duration or --count, paced output runs until interrupted and unpaced
+output stops after 10m of event time.
+
+Anomalies (--anomalies spike,drift,shift,flatline,dropout): one every
+--anomaly-every on a random sensor; --labels FILE writes each one as a JSON
+line {"sensor","kind","start","end","readings",...} (event times of the
+first and last readings affected, inclusive).`
+
+// simulateSensors is the general form of edged simulate.
+func simulateSensors(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	var c simulate.Config
+	fs.IntVar(&c.Sensors, "sensors", 10, "number of sensors")
+	fs.StringVar(&c.Prefix, "sensor", "sim", "sensor name `prefix`: sensors are PREFIX-0 .. PREFIX-(N-1)")
+	fs.StringVar(&c.Metric, "metric", "", "metric `name` of every reading (default none)")
+	fs.Float64Var(&c.Rate, "rate", 1, "readings per second per sensor (`Hz`, at most 1000)")
+	signalName := fs.String("signal", "sine", "clean signal: sine, walk (random walk around --offset) or noise")
+	fs.DurationVar(&c.Period, "period", time.Minute, "sine period; time constant of the walk")
+	fs.Float64Var(&c.Amplitude, "amplitude", 10, "sine amplitude; stddev of walk and noise")
+	fs.Float64Var(&c.Offset, "offset", 20, "the signal's mean")
+	fs.Float64Var(&c.Noise, "noise", 0.1, "stddev of the gaussian noise added to every reading")
+	anomalies := fs.String("anomalies", "", "comma-separated `kinds` to inject: spike, drift, shift, flatline, dropout (default none)")
+	fs.DurationVar(&c.AnomalyEvery, "anomaly-every", 5*time.Minute, "one anomaly every `D` of event time, on a random sensor")
+	fs.Uint64Var(&c.Seed, "seed", 1, "random seed (same seed, same readings and labels)")
+	start := fs.String("start", "1700000000000", "event time of the first reading of unpaced output: Unix `ms` or RFC 3339")
+	duration := fs.Duration("duration", 0, "stop after `D` of event time")
+	count := fs.Int64("count", 0, "stop after `N` readings")
+	realtime := fs.Bool("realtime", false, "pace the output in real time, event time from the clock (default: only for outputs other than stdout)")
+	to := fs.String("to", "stdout", "where readings go: stdout, mqtt://host:port/topic/{sensor}, pty, or a `path`")
+	qos := fs.Int("qos", 1, "MQTT quality of service (0, 1 or 2)")
+	clientID := fs.String("client-id", "", "MQTT client `id` (default edged-simulate-PID)")
+	labels := fs.String("labels", "", "write the injected anomalies' labels as JSON lines to `file`")
+	pos, err := parseFlags(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, flagUsage(fs, simulateSynopsis))
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q: edged simulate takes flags only (see edged simulate -h), or `sine`", pos[0])
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.Signal = simulate.Signal(*signalName)
+	if c.Anomalies, err = simulate.ParseKinds(strings.Split(*anomalies, ",")); err != nil {
+		return usagef("--anomalies: %v", err)
+	}
+	// Zero means "default" to the generator; here the defaults are the
+	// flags', so a zero given is a mistake.
+	if c.Sensors <= 0 || c.Rate <= 0 || c.Period <= 0 {
+		return usagef("need --sensors > 0, --rate > 0 and --period > 0")
+	}
+	if err := c.Validate(); err != nil {
+		return usagef("%v", flagNames(err))
+	}
+	if *duration < 0 || *count < 0 {
+		return usagef("--duration and --count must not be negative")
+	}
+	if set["duration"] && set["count"] {
+		return usagef("give --duration or --count, not both")
+	}
+	if *qos < 0 || *qos > 2 {
+		return usagef("--qos %d: use 0, 1 or 2", *qos)
+	}
+	dest, err := parseSimDest(*to)
+	if err != nil {
+		return usageError{err}
+	}
+	paced := dest.kind != "stdout"
+	if set["realtime"] {
+		paced = *realtime
+	}
+	if paced && set["start"] {
+		return usagef("--start is for unpaced output: paced output takes event time from the clock")
+	}
+	if c.Start, err = parseStart(*start); err != nil {
+		return usagef("--start: %v", err)
+	}
+	var steps int64 // 0: no limit
+	switch {
+	case set["duration"]:
+		steps = int64(math.Ceil(duration.Seconds()*c.Rate - 1e-9))
+	case set["count"]:
+	case !paced:
+		steps = int64(math.Ceil(10 * 60 * c.Rate))
+	}
+	if set["duration"] && steps == 0 || set["count"] && *count == 0 {
+		return nil
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var lw *labelWriter
+	if *labels != "" {
+		f, err := os.Create(*labels)
+		if err != nil {
+			return err
+		}
+		lw = &labelWriter{f: f, w: bufio.NewWriter(f)}
+		defer lw.close()
+	}
+	sink, err := dest.open(ctx, stdout, stderr, *qos, *clientID)
+	if err != nil {
+		return err
+	}
+	runErr := simulateRun(ctx, c, sink, lw, steps, *count, paced)
+	if err := sink.close(); runErr == nil {
+		runErr = err
+	}
+	if lw != nil {
+		if err := lw.close(); runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+// flagNames words a config error with the flags' names.
+func flagNames(err error) string {
+	s := err.Error()
+	for _, f := range []string{"sensors", "rate", "signal", "period", "noise", "amplitude", "offset"} {
+		if strings.HasPrefix(s, f+" ") {
+			return "--" + s
+		}
+	}
+	if strings.HasPrefix(s, "anomaly_every ") {
+		return "--anomaly-every " + strings.TrimPrefix(s, "anomaly_every ")
+	}
+	return s
+}
+
+func parseStart(s string) (int64, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ms, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: use Unix milliseconds or RFC 3339, e.g. 2024-01-01T00:00:00Z", s)
+	}
+	return t.UnixMilli(), nil
+}
+
+// simulateRun generates steps (0: no limit) or count readings (0: no
+// limit), paced or not, into sink, and the labels into lw.
+func simulateRun(ctx context.Context, c simulate.Config, sink simSink, lw *labelWriter, steps, count int64, paced bool) error {
+	g, err := simulate.New(c)
+	if err != nil {
+		return usageError{err}
+	}
+	if paced {
+		g.Rebase(time.Now().UnixMilli())
+	}
+	var rs []simulate.Reading
+	var ls []simulate.Label
+	var written int64
+	writeLabels := func() error {
+		ls = g.Labels(ls[:0])
+		return lw.write(ls)
+	}
+	for steps == 0 || g.Step() < steps {
+		if ctx.Err() != nil {
+			break
+		}
+		if paced {
+			now := time.Now().UnixMilli()
+			due := g.NextTS()
+			if d := now - due; d > 5000 || d < -5000 {
+				g.Rebase(now) // the clock jumped, or the output held us up
+				due = now
+			}
+			if due > now && !sleepCtx(ctx, time.Duration(due-now)*time.Millisecond) {
+				break
+			}
+		}
+		rs = g.Next(rs[:0])
+		n := len(rs)
+		if count > 0 && written+int64(n) > count {
+			n = int(count - written)
+		}
+		if err := sink.write(ctx, rs[:n]); err != nil {
+			return err
+		}
+		written += int64(n)
+		if n < len(rs) {
+			g.Truncate(rs, n)
+		}
+		if paced {
+			if err := sink.flush(); err != nil {
+				return err
+			}
+		}
+		if err := writeLabels(); err != nil {
+			return err
+		}
+		if count > 0 && written >= count {
+			break
+		}
+	}
+	if err := sink.flush(); err != nil {
+		return err
+	}
+	if l, ok := g.Active(); ok {
+		return lw.write([]simulate.Label{l})
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// labelWriter writes labels as JSON lines; a nil one drops them.
+type labelWriter struct {
+	f *os.File
+	w *bufio.Writer
+}
+
+func (lw *labelWriter) write(ls []simulate.Label) error {
+	if lw == nil || len(ls) == 0 {
+		return nil
+	}
+	for _, l := range ls {
+		b, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		lw.w.Write(append(b, '\n'))
+	}
+	return lw.w.Flush()
+}
+
+func (lw *labelWriter) close() error {
+	if lw.f == nil {
+		return nil
+	}
+	err := lw.w.Flush()
+	if cerr := lw.f.Close(); err == nil {
+		err = cerr
+	}
+	lw.f = nil
+	return err
+}
+
+// simDest is where edged simulate writes.
+type simDest struct {
+	kind     string // stdout | mqtt | pty | path
+	path     string
+	broker   string // scheme://host:port for paho
+	user     string
+	pass     string
+	template string
+}
+
+func parseSimDest(s string) (simDest, error) {
+	switch s {
+	case "", "-", "stdout":
+		return simDest{kind: "stdout"}, nil
+	case "pty":
+		return simDest{kind: "pty"}, nil
+	}
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return simDest{kind: "path", path: s}, nil
+	}
+	const hint = "use e.g. mqtt://127.0.0.1:1883/sensors/{sensor}"
+	u, err := url.Parse(s)
+	if err != nil {
+		return simDest{}, fmt.Errorf("--to %q: %v: %s", s, err, hint)
+	}
+	d := simDest{kind: "mqtt"}
+	switch strings.ToLower(scheme) {
+	case "mqtt", "tcp":
+		d.broker = "tcp://"
+	case "mqtts", "ssl", "tls":
+		d.broker = "ssl://"
+	case "ws", "wss":
+		d.broker = strings.ToLower(scheme) + "://"
+	default:
+		return simDest{}, fmt.Errorf("--to %q: unknown scheme %q: %s (or mqtts://, ws://, wss://)", s, scheme, hint)
+	}
+	if u.Hostname() == "" {
+		return simDest{}, fmt.Errorf("--to %q: no host: %s", s, hint)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		port := map[string]string{"tcp://": "1883", "ssl://": "8883", "ws://": "80", "wss://": "443"}[d.broker]
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	d.broker += host
+	if d.broker[:2] == "ws" {
+		d.broker += "/mqtt"
+	}
+	if u.User != nil {
+		d.user = u.User.Username()
+		d.pass, _ = u.User.Password()
+	}
+	d.template = strings.TrimPrefix(u.Path, "/")
+	if d.template == "" {
+		d.template = "sensors/{sensor}"
+	}
+	if strings.ContainsAny(d.template, "+#") {
+		return simDest{}, fmt.Errorf("--to %q: a topic to publish to cannot hold + or #: %s", s, hint)
+	}
+	return d, nil
+}
+
+// simSink receives the readings of each step.
+type simSink interface {
+	write(ctx context.Context, rs []simulate.Reading) error
+	flush() error
+	close() error
+}
+
+func (d simDest) open(ctx context.Context, stdout, stderr io.Writer, qos int, clientID string) (simSink, error) {
+	switch d.kind {
+	case "stdout":
+		return &lineSink{w: bufio.NewWriterSize(stdout, 64<<10)}, nil
+	case "pty":
+		m, sl, path, err := simulate.OpenPTY()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "edged simulate: writing to the pseudo-terminal %s (a serial source's port); Ctrl-C to stop\n", path)
+		return &lineSink{w: bufio.NewWriterSize(m, 64<<10), closers: []io.Closer{m, sl}}, nil
+	case "path":
+		f, err := os.OpenFile(d.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		return &lineSink{w: bufio.NewWriterSize(f, 64<<10), closers: []io.Closer{f}}, nil
+	}
+	if clientID == "" {
+		clientID = "edged-simulate-" + strconv.Itoa(os.Getpid())
+	}
+	opts := paho.NewClientOptions().AddBroker(d.broker).SetClientID(clientID).SetCleanSession(true).
+		SetAutoReconnect(true).SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second)
+	if d.user != "" {
+		opts.SetUsername(d.user).SetPassword(d.pass)
+	}
+	if strings.HasPrefix(d.broker, "ssl://") || strings.HasPrefix(d.broker, "wss://") {
+		opts.SetTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
+	cl := paho.NewClient(opts)
+	tok := cl.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return nil, fmt.Errorf("cannot connect to the MQTT broker %s: %v (is one running there? edged run with [broker] enabled = true is one)", d.broker, err)
+	}
+	return &mqttSink{cl: cl, template: d.template, qos: byte(qos)}, nil
+}
+
+func appendReading(b []byte, r *simulate.Reading) []byte {
+	b = append(b, `{"sensor":`...)
+	b = pipeline.AppendString(b, r.Sensor)
+	if r.Metric != "" {
+		b = append(b, `,"metric":`...)
+		b = pipeline.AppendString(b, r.Metric)
+	}
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, r.TS, 10)
+	b = append(b, `,"value":`...)
+	b = pipeline.AppendFloat(b, r.Value)
+	return append(b, '}')
+}
+
+// lineSink writes JSON lines.
+type lineSink struct {
+	w       *bufio.Writer
+	buf     []byte
+	closers []io.Closer
+}
+
+func (s *lineSink) write(_ context.Context, rs []simulate.Reading) error {
+	for i := range rs {
+		s.buf = append(appendReading(s.buf[:0], &rs[i]), '\n')
+		if _, err := s.w.Write(s.buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *lineSink) flush() error { return s.w.Flush() }
+
+func (s *lineSink) close() error {
+	err := s.w.Flush()
+	for _, c := range s.closers {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	s.closers = nil
+	return err
+}
+
+// mqttSink publishes one message per reading and waits for the broker's
+// acknowledgements of each step's messages.
+type mqttSink struct {
+	cl       paho.Client
+	template string
+	qos      byte
+	toks     []paho.Token
+}
+
+func (s *mqttSink) write(ctx context.Context, rs []simulate.Reading) error {
+	s.toks = s.toks[:0]
+	for i := range rs {
+		r := &rs[i]
+		topic := strings.ReplaceAll(s.template, "{sensor}", r.Sensor)
+		topic = strings.ReplaceAll(topic, "{metric}", r.Metric)
+		s.toks = append(s.toks, s.cl.Publish(topic, s.qos, false, appendReading(nil, r)))
+	}
+	for _, t := range s.toks {
+		select {
+		case <-t.Done():
+		case <-ctx.Done():
+			return nil
+		}
+		if err := t.Error(); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *mqttSink) flush() error { return nil }
+
+func (s *mqttSink) close() error {
+	s.cl.Disconnect(1000)
+	return nil
+}
+
+// simulateConfig is the generator's config for a simulate source: the
+// sensors start at the clock, Start is set by the source.
+func simulateConfig(s *config.Source) (simulate.Config, error) {
+	kinds, err := simulate.ParseKinds(s.Anomalies)
+	if err != nil {
+		return simulate.Config{}, err
+	}
+	c := simulate.Config{
+		Prefix: s.Sensor, Metric: s.Metric, Sensors: s.Sensors, Rate: s.Rate, Signal: simulate.Signal(s.Signal),
+		Period: s.Period.D(), Amplitude: s.Amplitude, Offset: s.Offset, Noise: s.Noise,
+		Anomalies: kinds, AnomalyEvery: s.AnomalyEvery.D(), Seed: uint64(s.Seed),
+	}
+	return c, c.Validate()
 }
