@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,7 +97,14 @@ type MQTT struct {
 	Format        string
 	Opts          sensors.Options
 	// Clock decides when ingestion time may stamp readings (nil: always).
-	Clock  *Clock
+	Clock *Clock
+	// Relay, when set, takes the records of other gateways (edged's JSON
+	// records with another device) arriving on a subscribed topic, and
+	// stores them durably as they are, for the uplink (train car -> train
+	// -> cloud). Without it they are skipped and counted. This gateway's own
+	// records are always skipped and counted: an edged that subscribes to
+	// the broker it publishes to does not ingest its own output.
+	Relay  func([]store.Record) error
 	Logger *slog.Logger
 	Now    func() time.Time
 
@@ -132,6 +141,8 @@ type MQTTStats struct {
 	Dropped    int64 // QoS 0 messages dropped because the queue was full (or at shutdown)
 	Paused     int64 // times the handler had to wait for room in the queue (QoS 1/2)
 	Retained   int64 // retained messages skipped (see Run)
+	Own        int64 // this gateway's own records seen on a subscribed topic, skipped (loop safety)
+	Relayed    int64 // other gateways' records relayed upstream as they are
 	Reconnects int64 // connections made after the first
 	Queued     int   // messages waiting for the worker now
 	Connected  bool
@@ -141,6 +152,7 @@ type MQTTStats struct {
 
 type mqttCounters struct {
 	received, acked, dropped, paused, reconnects, retained atomic.Int64
+	own, relayed                                           atomic.Int64
 	connected                                              atomic.Bool
 	queue                                                  atomic.Pointer[chan mqttItem]
 
@@ -155,7 +167,8 @@ type mqttCounters struct {
 func (s *MQTT) Stats() MQTTStats {
 	c := &s.stats
 	st := MQTTStats{Received: c.received.Load(), Acked: c.acked.Load(), Dropped: c.dropped.Load(), Paused: c.paused.Load(),
-		Reconnects: c.reconnects.Load(), Retained: c.retained.Load(), Connected: c.connected.Load()}
+		Reconnects: c.reconnects.Load(), Retained: c.retained.Load(), Connected: c.connected.Load(),
+		Own: c.own.Load(), Relayed: c.relayed.Load()}
 	if q := c.queue.Load(); q != nil {
 		st.Queued = len(*q)
 	}
@@ -605,8 +618,20 @@ func (w *mqttWorker) commit(ctx context.Context, app Appender, batch []mqttItem,
 	es := make([]store.Entry, 0, len(batch))
 	var qs []store.QEntry
 	var acks []mqttItem
+	var relays []store.Record
 	for i := range batch {
-		if m := batch[i].m; m.Retained() {
+		if rec, ok := edgedRecord(batch[i].m.Payload()); ok {
+			switch {
+			case rec.device == w.s.Device:
+				if n := w.s.stats.own.Add(1); n == 1 {
+					w.log.Warn(fmt.Sprintf("mqtt source %q: this gateway's own records arrive on a subscribed topic; they are skipped (loop safety)", w.s.Name), "topic", batch[i].m.Topic())
+				}
+			case w.s.Relay != nil:
+				relays = append(relays, rec.record(batch[i].m.Payload()))
+			default:
+				w.s.stats.own.Add(1)
+			}
+		} else if m := batch[i].m; m.Retained() {
 			// Sent because we subscribed, not because it was just
 			// published: the topic's last value, maybe long ago, and sent
 			// again on every subscribe. Acknowledged, not logged.
@@ -620,8 +645,16 @@ func (w *mqttWorker) commit(ctx context.Context, app Appender, batch []mqttItem,
 			acks = append(acks, batch[i])
 		}
 	}
-	if len(es) == 0 && len(qs) == 0 && len(acks) == 0 {
+	if len(es) == 0 && len(qs) == 0 && len(acks) == 0 && len(relays) == 0 {
 		return nil
+	}
+	if len(relays) > 0 {
+		// Durable before the batch's acknowledgements, which follow the
+		// log commit below, in arrival order.
+		if err := w.s.Relay(relays); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+		w.s.stats.relayed.Add(int64(len(relays)))
 	}
 	req := store.AppendRequest{Entries: es, Quarantine: qs}
 	if len(acks) > 0 {
@@ -793,4 +826,45 @@ func (a *mqttAcker) run() {
 			return
 		}
 	}
+}
+
+// relayed is what the uplink needs of another gateway's record.
+type relayed struct {
+	Type     string `json:"type"`
+	Device   string `json:"device"`
+	Seq      uint64 `json:"seq"`
+	ID       string `json:"id"`
+	Window   string `json:"window"`
+	Detector string `json:"detector"`
+	Key      string `json:"key"`
+	device   string
+}
+
+// edgedRecord recognises an edged output record (a JSON object with type,
+// device, seq and id) and returns its identity.
+func edgedRecord(p []byte) (relayed, bool) {
+	var r relayed
+	if !bytes.HasPrefix(p, []byte(`{"type":"`)) || !bytes.Contains(p, []byte(`"device":`)) || !bytes.Contains(p, []byte(`"id":"`)) {
+		return r, false
+	}
+	if json.Unmarshal(p, &r) != nil || r.Device == "" || r.ID == "" || r.Seq == 0 {
+		return r, false
+	}
+	switch r.Type {
+	case "window", "late", "alert":
+	default:
+		return r, false
+	}
+	r.device = r.Device
+	return r, true
+}
+
+// record makes the outbox record of a relayed payload, kept byte for byte.
+func (r relayed) record(payload []byte) store.Record {
+	kind := map[string]uint8{"window": 1, "late": 2, "alert": 3}[r.Type]
+	name := r.Window
+	if r.Type == "alert" {
+		name = r.Detector
+	}
+	return store.Record{ID: r.ID, Kind: kind, Name: name, Key: r.Key, Created: time.Now().UnixMilli(), Body: append([]byte(nil), payload...)}
 }

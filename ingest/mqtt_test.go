@@ -550,3 +550,45 @@ func TestMQTTUnreachable(t *testing.T) {
 		t.Errorf("logged %q\nwant %q...", msg, want)
 	}
 }
+
+// TestMQTTLoopSafetyAndRelay: this gateway's own records on a subscribed
+// topic are skipped; another gateway's are relayed as they are.
+func TestMQTTLoopSafetyAndRelay(t *testing.T) {
+	b := mqtttest.StartMosquitto(t, mqtttest.Options{})
+	app := &mqttFakeApp{}
+	var mu sync.Mutex
+	var relayed []store.Record
+	s := &MQTT{Name: "lab", Device: "gw-01", Broker: b.URL(), Topics: []string{"#"}, QoS: 1, Format: "json", CleanSession: true,
+		Relay: func(rs []store.Record) error {
+			mu.Lock()
+			relayed = append(relayed, rs...)
+			mu.Unlock()
+			return nil
+		}}
+	mqttStart(t, s, app)
+	mqttWaitConnected(t, s)
+	own := `{"type":"window","window":"w","key":"s1","start":0,"end":10,"rev":0,"final":true,"count":1,"device":"gw-01","seq":7,"id":"aa"}`
+	other := `{"type":"window","window":"w","key":"s1","start":0,"end":10,"rev":0,"final":true,"count":1,"device":"car-7","seq":3,"id":"bb"}`
+	mqttPublish(t, b.Addr, 1, [][2]string{
+		{"edged/gw-01/w/s1", own},
+		{"edged/car-7/w/s1", other},
+		{"sensors/s1", `{"sensor":"s1","value":1,"ts":1700000000000}`},
+	})
+	mqttWaitUntil(t, "the reading and the relay", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return app.count() >= 1 && len(relayed) == 1
+	})
+	es, qs := app.snapshot()
+	if len(es) != 1 || es[0].Sensor != "s1" || len(qs) != 0 {
+		t.Fatalf("entries %v quarantine %v: an edged record was ingested as a reading", es, qs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if string(relayed[0].Body) != other || relayed[0].ID != "bb" || relayed[0].Key != "s1" {
+		t.Fatalf("relayed %+v", relayed[0])
+	}
+	if st := s.Stats(); st.Own != 1 || st.Relayed != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -91,6 +91,8 @@ type Serial struct {
 
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Clock decides when ingestion time may stamp readings (nil: always).
+	Clock *Clock
 
 	// ListPorts lists the system's ports when a USB identity is set.
 	// Default ListPorts (tests replace it).
@@ -220,6 +222,7 @@ func (s *Serial) Run(ctx context.Context, app Appender) error {
 	if err != nil {
 		return fmt.Errorf("source %q: %w", s.Name, err)
 	}
+	dec.clock = s.Clock
 	q := &serialQueue{maxLines: c.maxLines, maxBytes: c.maxBytes, batch: c.batch, ready: make(chan struct{}, 1)}
 	drops := &dropLog{log: c.log, source: s.Name, total: &s.dropped}
 	rctx, rstop := context.WithCancel(ctx)

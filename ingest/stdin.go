@@ -28,6 +28,54 @@ type Reader struct {
 	Now        func() time.Time
 	// Clock decides when ingestion time may stamp readings (nil: always).
 	Clock *Clock
+	// Feed, when set, is where the lines come from instead of R: a feed
+	// outlives one Reader, so that a daemon reloading its config does not
+	// lose the line a stopped Reader was waiting for.
+	Feed *LineFeed
+}
+
+// LineFeed reads lines from a stream on a goroutine of its own, until the
+// end of the stream (which closes its channel). A read blocked on a silent
+// stream stays until the stream closes or the process exits.
+type LineFeed struct {
+	lines chan line
+}
+
+type line struct {
+	b   []byte
+	err error
+}
+
+// NewLineFeed starts reading r.
+func NewLineFeed(r io.Reader) *LineFeed {
+	f := &LineFeed{lines: make(chan line, 256)}
+	go func() {
+		defer close(f.lines)
+		br := bufio.NewReaderSize(r, MaxLine)
+		for {
+			b, err := br.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				f.lines <- line{b: append([]byte(nil), b[:store.MaxQuarantinePayload]...), err: err}
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = br.ReadSlice('\n')
+				}
+				if err != nil {
+					return
+				}
+				continue
+			}
+			if len(b) > 0 {
+				f.lines <- line{b: append([]byte(nil), trimEOL(b)...)}
+			}
+			if err != nil {
+				if err != io.EOF {
+					f.lines <- line{err: err}
+				}
+				return
+			}
+		}
+	}()
+	return f
 }
 
 // Run reads until the end of the stream or ctx ends. Reads block, so a
@@ -46,50 +94,11 @@ func (s *Reader) Run(ctx context.Context, app Appender) error {
 	if every <= 0 {
 		every = 50 * time.Millisecond
 	}
-	type line struct {
-		b   []byte
-		err error
+	feed := s.Feed
+	if feed == nil {
+		feed = NewLineFeed(s.R)
 	}
-	lines := make(chan line, 256)
-	send := func(l line) bool {
-		select {
-		case lines <- l:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	// The reading goroutine ends with the stream or when a line cannot be
-	// handed over after ctx ended; a read blocked on a silent stream stays
-	// until the stream closes (the process exits).
-	go func() {
-		defer close(lines)
-		br := bufio.NewReaderSize(s.R, MaxLine)
-		for {
-			b, err := br.ReadSlice('\n')
-			if errors.Is(err, bufio.ErrBufferFull) {
-				if !send(line{b: append([]byte(nil), b[:store.MaxQuarantinePayload]...), err: err}) {
-					return
-				}
-				for errors.Is(err, bufio.ErrBufferFull) {
-					_, err = br.ReadSlice('\n')
-				}
-				if err != nil {
-					return
-				}
-				continue
-			}
-			if len(b) > 0 && !send(line{b: append([]byte(nil), trimEOL(b)...)}) {
-				return
-			}
-			if err != nil {
-				if err != io.EOF {
-					send(line{err: err})
-				}
-				return
-			}
-		}
-	}()
+	lines := feed.lines
 	var es []store.Entry
 	var qs []store.QEntry
 	flush := func() error {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,33 +41,118 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	specs, err := runnable(cfg)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	var feed *ingest.LineFeed // stdin, read across reloads
+	for _, s := range cfg.Sources {
+		if s.Type == "stdin" {
+			feed = ingest.NewLineFeed(stdin)
+			break
+		}
+	}
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		var reload atomic.Bool
+		go func() {
+			select {
+			case sig := <-sigs:
+				reload.Store(sig == syscall.SIGHUP)
+				if sig == syscall.SIGHUP {
+					log.Info("SIGHUP: reloading the config", "file", cfg.File)
+				}
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := runDaemon(ctx, cfg, specs, feed, log)
+		cancel()
+		if err != nil || !reload.Load() {
+			return err
+		}
+		cfg, specs, log = reloadConfig(*path, cfg, specs, log, stderr)
+		if feed == nil {
+			for _, s := range cfg.Sources {
+				if s.Type == "stdin" {
+					feed = ingest.NewLineFeed(stdin)
+					break
+				}
+			}
+		}
+	}
+}
+
+// runnable checks what edged run needs beyond the config's own validation
+// and returns the window specs.
+func runnable(cfg *config.Config) ([]pipeline.WindowSpec, error) {
 	specs, err := windowSpecs(cfg)
 	if err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
 	for _, s := range cfg.Sources {
 		switch s.Type {
 		case "file", "stdin":
 		case "simulate":
 			if _, err := simulateConfig(&s); err != nil {
-				return usagef("%s: source %q: %v", cfg.File, s.Name, err)
+				return nil, usagef("%s: source %q: %v", cfg.File, s.Name, err)
 			}
 		case "serial":
 			if _, err := ingest.UnescapePoll(s.PollCommand); err != nil {
-				return usagef("%s: source %q: %v", cfg.File, s.Name, err)
+				return nil, usagef("%s: source %q: %v", cfg.File, s.Name, err)
 			}
 		case "mqtt":
 			if err := ingest.CheckTopicTemplate(s.TopicTemplate); err != nil {
-				return usagef("%s: source %q: %v", cfg.File, s.Name, err)
+				return nil, usagef("%s: source %q: %v", cfg.File, s.Name, err)
 			}
 		default:
-			return usagef("%s: source %q: type %q is not supported by edged run yet (file and stdin are)", cfg.File, s.Name, s.Type)
+			return nil, usagef("%s: source %q: unknown type %q", cfg.File, s.Name, s.Type)
 		}
 	}
-	log := newLogger(cfg, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	return runDaemon(ctx, cfg, specs, stdin, log)
+	return specs, nil
+}
+
+// reloadConfig reads the config again after SIGHUP. The daemon has
+// stopped cleanly (final checkpoint) and starts again with the new config:
+// sources reconnect, windows whose shape did not change keep their state,
+// changed or new ones start empty (logged), outputs go on from their
+// cursors. A config that is invalid is refused and the previous one runs
+// on; data_dir cannot change without a restart.
+func reloadConfig(path string, cfg *config.Config, specs []pipeline.WindowSpec, log *slog.Logger, stderr io.Writer) (*config.Config, []pipeline.WindowSpec, *slog.Logger) {
+	next, err := config.Load(path)
+	var nspecs []pipeline.WindowSpec
+	if err == nil {
+		nspecs, err = runnable(next)
+	}
+	if err != nil {
+		log.Error("SIGHUP: the new config is invalid; running on with the previous one", "err", err)
+		return cfg, specs, log
+	}
+	if next.Device.DataDir != cfg.Device.DataDir {
+		log.Warn("SIGHUP: data_dir cannot change without a restart; keeping the running one", "running", cfg.Device.DataDir, "new", next.Device.DataDir)
+		next.Device.DataDir = cfg.Device.DataDir
+	}
+	nlog := newLogger(next, stderr)
+	nlog.Info("config reloaded", "file", path)
+	return next, nspecs, nlog
+}
+
+// clockFor is the clock rule of [device] clock_check: ingestion time
+// cannot stamp readings while the clock reads before this build's date
+// (or, with "kernel", while the kernel says it is not synchronised).
+func clockFor(cfg *config.Config) *ingest.Clock {
+	if cfg.Device.ClockCheck == "off" {
+		return nil
+	}
+	floor, err := time.Parse(time.RFC3339, date)
+	if err != nil {
+		floor = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // unstamped builds
+	}
+	return ingest.SystemClock(floor, cfg.Device.ClockCheck == "kernel")
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -81,7 +168,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // runDaemon runs until ctx ends, then shuts down in order: sources stop,
 // the appender commits what they handed over, the pipeline processes the
 // rest of the log and takes a final checkpoint, the store closes.
-func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowSpec, stdin io.Reader, log *slog.Logger) error {
+func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowSpec, feed *ingest.LineFeed, log *slog.Logger) error {
 	st, err := store.Open(cfg.Device.DataDir, &store.Options{
 		DeviceID:       cfg.Device.ID,
 		LogMaxBytes:    int64(cfg.Store.MaxBytes),
@@ -136,6 +223,29 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 		defer brk.Close()
 	}
 
+	clk := clockFor(cfg)
+	if clk != nil && !clk.Synced(time.Now()) {
+		log.Warn("the gateway's clock is not synchronised: payloads without their own timestamp are quarantined until it is", "clock_check", cfg.Device.ClockCheck)
+	}
+
+	// Outputs deliver the outbox from their cursors, on their own.
+	outs, err := outputs(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	outCtx, outStop := context.WithCancel(context.Background())
+	defer outStop()
+	var outWG sync.WaitGroup
+	for _, o := range outs {
+		outWG.Add(1)
+		go func() {
+			defer outWG.Done()
+			if err := o.Run(outCtx); err != nil {
+				log.Error("output stopped", "output", o.Name(), "err", err)
+			}
+		}()
+	}
+
 	appCtx, appStop := context.WithCancel(context.Background())
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.Run(appCtx) }()
@@ -150,12 +260,12 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 		}
 		switch s.Type {
 		case "file":
-			src = &ingest.File{Name: s.Name, Path: s.Path, Format: s.Format, Opts: decoderOptions(s), Start: positions[s.Name], Logger: log}
+			src = &ingest.File{Name: s.Name, Path: s.Path, Format: s.Format, Opts: decoderOptions(s), Start: positions[s.Name], Logger: log, Clock: clk}
 		case "stdin":
-			src = &ingest.Reader{Name: s.Name, R: stdin, Format: s.Format, Opts: decoderOptions(s), Logger: log}
+			src = &ingest.Reader{Name: s.Name, Feed: feed, Format: s.Format, Opts: decoderOptions(s), Logger: log, Clock: clk}
 		case "simulate":
 			sc, _ := simulateConfig(s) // checked by cmdRun
-			src = &ingest.Simulate{Name: s.Name, Config: sc, Logger: log}
+			src = &ingest.Simulate{Name: s.Name, Config: sc, Logger: log, Clock: clk}
 		case "serial":
 			poll, _ := ingest.UnescapePoll(s.PollCommand) // checked by cmdRun
 			lineEnd := byte('\n')
@@ -165,13 +275,14 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 			src = &ingest.Serial{Name: s.Name, Port: s.Port, USBVID: s.USBVID, USBPID: s.USBPID, USBSerial: s.USBSerial,
 				Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits,
 				LineEnd: lineEnd, MaxLine: int(s.MaxLine), PollCommand: poll, PollEvery: s.PollEvery.D(),
-				Format: s.Format, Opts: decoderOptions(s), Logger: log}
+				Format: s.Format, Opts: decoderOptions(s), Logger: log, Clock: clk}
 		case "mqtt":
 			src = &ingest.MQTT{Name: s.Name, Broker: s.Broker, Topics: s.Topics, QoS: s.QoS,
 				ClientID: s.ClientID, Device: cfg.Device.ID, Username: s.Username, Password: s.Password,
 				TLSCA: s.TLSCA, TLSCert: s.TLSCert, TLSKey: s.TLSKey, TLSInsecure: s.TLSInsecure,
 				CleanSession: s.CleanSession != nil && *s.CleanSession, Keepalive: s.Keepalive.D(),
-				TopicTemplate: s.TopicTemplate, Format: s.Format, Opts: decoderOptions(s), Logger: log}
+				TopicTemplate: s.TopicTemplate, Format: s.Format, Opts: decoderOptions(s), Logger: log, Clock: clk,
+				Relay: func(rs []store.Record) error { _, err := st.AppendOutbox(rs); return err }}
 		}
 		wg.Add(1)
 		go func() {
@@ -207,6 +318,19 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	if err := run.Close(); err != nil {
 		return err
 	}
+	// Give the outputs a moment to deliver what the final checkpoint
+	// committed; what they do not, they deliver after the next start.
+	deadline := time.Now().Add(2 * time.Second)
+	for _, o := range cfg.Outputs {
+		for time.Now().Before(deadline) {
+			if c, err := st.Cursor(o.Name); err != nil || c >= st.OutboxLastSeq() {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	outStop()
+	outWG.Wait()
 	log.Info("edged stopped cleanly", "log_offset", run.Offset(), "checkpoints", run.Checkpoints, "max_pause", run.MaxPause)
 	select {
 	case err := <-srcErr:

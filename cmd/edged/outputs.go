@@ -1,0 +1,40 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/edged/edged/internal/config"
+	"github.com/edged/edged/store"
+	"github.com/edged/edged/uplink"
+)
+
+// outputs builds the configured outputs and registers them with the store,
+// so that their cursors hold records in the outbox until delivered.
+func outputs(cfg *config.Config, st *store.Store, log *slog.Logger) ([]uplink.Output, error) {
+	var outs []uplink.Output
+	var names []string
+	for i := range cfg.Outputs {
+		o := &cfg.Outputs[i]
+		names = append(names, o.Name)
+		switch o.Type {
+		case "file":
+			outs = append(outs, &uplink.File{OutName: o.Name, Path: o.Path, Store: st, Logger: log})
+		case "stdout":
+			outs = append(outs, &uplink.Stdout{OutName: o.Name, W: os.Stdout, Store: st, Logger: log})
+		case "mqtt":
+			m := &uplink.MQTT{OutName: o.Name, Device: cfg.Device.ID, Broker: o.Broker, ClientID: o.ClientID,
+				Username: o.Username, Password: o.Password, TLSCA: o.TLSCA, TLSCert: o.TLSCert, TLSKey: o.TLSKey, Insecure: o.TLSInsecure,
+				QoS: byte(o.QoS), Topic: o.Topic, AlertTopic: o.AlertTopic, BatchTopic: o.BatchTopic, StatusTopic: o.StatusTopic,
+				Inflight: o.Inflight, Batch: o.Batch, BacklogRate: *o.BacklogRate, Keepalive: o.Keepalive.D(), Store: st, Logger: log}
+			if o.Latest != nil && *o.Latest {
+				m.LatestTopic = o.LatestTopic
+			}
+			if o.HADiscovery {
+				m.HAPrefix = o.HAPrefix
+			}
+			outs = append(outs, m)
+		}
+	}
+	return outs, st.RegisterOutputs(names)
+}
