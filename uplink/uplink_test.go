@@ -1,9 +1,11 @@
 package uplink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -301,4 +303,132 @@ func TestTopicTemplate(t *testing.T) {
 	if got := m.fill("a/{detector}/{key}/{state}", a); got != "a/overheat/s1/firing" {
 		t.Fatalf("got %q", got)
 	}
+}
+
+// TestMQTTTLS: a broker that requires a client certificate gets the
+// records over TLS; with another CA the broker's certificate is refused
+// with a clear error and nothing is delivered.
+func TestMQTTTLS(t *testing.T) {
+	certs := mqtttest.GenerateCerts(t)
+	b := mqtttest.StartMosquitto(t, mqtttest.Options{TLS: certs, RequireCert: true})
+	st, _ := storetest.MustOpen(t, nil)
+	st.RegisterOutputs([]string{"cloud"})
+	producer(t, st, 0, 20, 0)
+	run := func(ca string) (*MQTT, *bytes.Buffer) {
+		var logs bytes.Buffer
+		out := &MQTT{OutName: "cloud", Device: "gw", Broker: b.TLSURL(), QoS: 1, Topic: "edged/{device}/{window}/{key}",
+			TLSCA: ca, TLSCert: certs.ClientCert, TLSKey: certs.ClientKey, RetryMin: 100 * time.Millisecond, Store: st,
+			Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		go out.Run(ctx)
+		for ctx.Err() == nil {
+			if c, _ := st.Cursor("cloud"); c == 20 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		return out, &logs
+	}
+	other := mqtttest.GenerateCerts(t)
+	out, logs := run(other.CAFile)
+	if c, _ := st.Cursor("cloud"); c != 0 {
+		t.Fatalf("delivered %d records to a broker whose certificate the CA does not sign", c)
+	}
+	if s := out.Stats(); !strings.Contains(s.LastErr, "certificate") {
+		t.Fatalf("last error %q, want one about the certificate; log:\n%s", s.LastErr, logs)
+	}
+	t.Logf("with another CA: %s", out.Stats().LastErr)
+	run(certs.CAFile)
+	if c, _ := st.Cursor("cloud"); c != 20 {
+		t.Fatalf("cursor %d over TLS, want 20", c)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// TestHADiscoveryAndLatest: live window records are published again,
+// retained, on the latest topic, and each aggregate gets a Home Assistant
+// discovery config with the fields its MQTT sensor schema needs.
+func TestHADiscoveryAndLatest(t *testing.T) {
+	b := mqtttest.StartMosquitto(t, mqtttest.Options{})
+	st, _ := storetest.MustOpen(t, nil)
+	st.RegisterOutputs([]string{"cloud"})
+	out := &MQTT{OutName: "cloud", Device: "gw-01", Broker: b.URL(), QoS: 1, Topic: "edged/{device}/{window}/{key}",
+		StatusTopic: "edged/{device}/status", LatestTopic: "edged/{device}/latest/{window}/{key}", HAPrefix: "homeassistant", Store: st}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- out.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond) // connected: what follows is live
+	producer(t, st, 0, 3, 0)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, _ := st.Cursor("cloud"); c == 3 {
+			break
+		}
+	}
+	cancel()
+	<-done
+	// A dashboard connecting now gets the retained messages.
+	got := map[string][]byte{}
+	var mu sync.Mutex
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("dash"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(100)
+	c.Subscribe("#", 0, func(_ mqtt.Client, m mqtt.Message) {
+		mu.Lock()
+		got[m.Topic()] = append([]byte(nil), m.Payload()...)
+		mu.Unlock()
+	})
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if p := got["edged/gw-01/latest/w/k2"]; !strings.Contains(string(p), `"seq":3,`) {
+		t.Errorf("latest of k2: %q", p)
+	}
+	if p := got["edged/gw-01/status"]; string(p) != "offline" {
+		t.Errorf("status after a graceful stop: %q", p)
+	}
+	cfgTopic := "homeassistant/sensor/gw-01_w_k0_count/config"
+	var d map[string]any
+	if err := json.Unmarshal(got[cfgTopic], &d); err != nil {
+		t.Fatalf("no discovery config on %s: %v (topics: %v)", cfgTopic, err, keys(got))
+	}
+	// The fields Home Assistant's MQTT sensor needs, and the device block.
+	for _, f := range []string{"name", "unique_id", "state_topic", "value_template", "availability_topic", "device"} {
+		if d[f] == nil {
+			t.Errorf("discovery config lacks %q: %v", f, d)
+		}
+	}
+	if d["state_topic"] != "edged/gw-01/latest/w/k0" || d["value_template"] != "{{ value_json.count }}" || d["unique_id"] != "edged_gw-01_w_k0_count" {
+		t.Errorf("discovery config %v", d)
+	}
+	dev := d["device"].(map[string]any)
+	if ids, _ := dev["identifiers"].([]any); len(ids) != 1 || dev["name"] != "gw-01" {
+		t.Errorf("device block %v", dev)
+	}
+	for topic := range got {
+		if strings.HasSuffix(topic, "_start/config") || strings.HasSuffix(topic, "_seq/config") {
+			t.Errorf("a record field got a discovery config: %s", topic)
+		}
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
