@@ -57,6 +57,15 @@ func (s *Store) RegisterOutputs(names []string) error {
 				return err
 			}
 		}
+		// A new output starts at position 0: it holds every record that is
+		// in the outbox, and inspect lists it at once.
+		for _, n := range names {
+			if cb.Get([]byte(n)) == nil {
+				if err := cb.Put([]byte(n), u64key(0)); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	})
 }
@@ -124,4 +133,12 @@ func deleteUpTo(b *bolt.Bucket, upTo uint64) (int64, error) {
 		}
 	}
 	return freed, nil
+}
+
+// SetOutputStatus saves an output's run-time figures (opaque JSON) for
+// edged inspect, which reads the file of a stopped daemon.
+func (s *Store) SetOutputStatus(output string, status []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte("output_status/"+output), status)
+	})
 }

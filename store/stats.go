@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"os"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,11 +41,22 @@ type Stats struct {
 	OutboxDropped  uint64 // records dropped by the quota, ever
 	OutboxMaxBytes int64
 	Cursors        map[string]uint64
+	Outputs        map[string]OutputStats
 
 	QuarantineCount   int
 	QuarantineTotal   uint64
 	QuarantineDropped uint64
 	Positions         map[string][]byte
+}
+
+// OutputStats are one output's figures: what waits for it, and the status
+// it saved while running.
+type OutputStats struct {
+	Cursor         uint64
+	Backlog        uint64 // records after the cursor
+	OldestWaiting  int64  // Created of the oldest record it has not delivered, Unix ms; 0 if none
+	Status         []byte `json:",omitempty"` // JSON the output saved (rate, last error, ...)
+	StatusReadable map[string]any
 }
 
 // Stats reads the store's figures in one read transaction.
@@ -53,7 +65,7 @@ func (s *Store) Stats() (*Stats, error) {
 		Path: s.path, LogFirst: s.LogFirst(), LogEnd: s.LogEnd(), LogBytes: s.logBytes.Load(),
 		OutboxBytes: s.outBytes.Load(), OutboxLastSeq: s.outLastSeq.Load(),
 		LogMaxBytes: s.opts.LogMaxBytes, LogRetainMs: s.opts.LogRetain.Milliseconds(), OutboxMaxBytes: s.opts.OutboxMaxBytes,
-		Cursors: map[string]uint64{}, Positions: map[string][]byte{},
+		Cursors: map[string]uint64{}, Positions: map[string][]byte{}, Outputs: map[string]OutputStats{},
 	}
 	if fi, err := os.Stat(s.path); err == nil {
 		st.FileBytes = fi.Size()
@@ -103,9 +115,26 @@ func (s *Store) Stats() (*Stats, error) {
 			}
 		}
 		tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
-			if len(v) == 8 {
-				st.Cursors[string(k)] = binary.BigEndian.Uint64(v)
+			if len(v) != 8 {
+				return nil
 			}
+			c := binary.BigEndian.Uint64(v)
+			st.Cursors[string(k)] = c
+			o := OutputStats{Cursor: c}
+			if st.OutboxLastSeq > c {
+				o.Backlog = st.OutboxLastSeq - c
+			}
+			if k2, v2 := ob.Cursor().Seek(u64key(c + 1)); k2 != nil {
+				var r Record
+				if _, err := r.UnmarshalMsg(v2); err == nil {
+					o.OldestWaiting = r.Created
+				}
+			}
+			if raw := m.Get([]byte("output_status/" + string(k))); raw != nil {
+				o.Status = append([]byte(nil), raw...)
+				json.Unmarshal(raw, &o.StatusReadable)
+			}
+			st.Outputs[string(k)] = o
 			return nil
 		})
 		return tx.Bucket(bucketPositions).ForEach(func(k, v []byte) error {

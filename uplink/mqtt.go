@@ -3,9 +3,11 @@ package uplink
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -138,6 +140,7 @@ func (m *MQTT) Run(ctx context.Context) error {
 		c, err := m.connect(ctx, tlsCfg)
 		if err != nil {
 			m.setErr(err)
+			m.saveStatus(false, 0)
 			log.Warn("upstream broker unreachable; records wait in the outbox", "broker", redact(m.Broker), "err", err, "retry_in", backoff)
 			continue
 		}
@@ -412,6 +415,7 @@ func (m *MQTT) collect(ctx context.Context, c *mqttconn.Publisher, inflight <-ch
 	save := time.NewTicker(200 * time.Millisecond)
 	defer save.Stop()
 	saved := acks.floor()
+	lastStatus, lastAcked := time.Now(), m.stats.acked.Load()
 	flush := func() error {
 		if f := acks.floor(); f > saved {
 			if err := m.Store.SetCursor(m.OutName, f); err != nil {
@@ -420,9 +424,15 @@ func (m *MQTT) collect(ctx context.Context, c *mqttconn.Publisher, inflight <-ch
 			saved = f
 			m.stats.cursor.Store(f)
 		}
+		if el := time.Since(lastStatus); el >= 5*time.Second {
+			a := m.stats.acked.Load()
+			m.saveStatus(true, float64(a-lastAcked)/el.Seconds())
+			lastStatus, lastAcked = time.Now(), a
+		}
 		return nil
 	}
 	defer flush()
+	defer m.saveStatus(false, 0)
 	var fifo []sent
 	acked := map[uint16]bool{}
 	settle := func() {
@@ -636,4 +646,15 @@ func stateOf(r *store.Record) string {
 		return rest[:j]
 	}
 	return ""
+}
+
+// saveStatus records the output's figures in the store for edged inspect.
+func (m *MQTT) saveStatus(connected bool, rate float64) {
+	st := m.Stats()
+	b, _ := json.Marshal(map[string]any{
+		"updated": time.Now().UnixMilli(), "connected": connected, "records_per_s": math.Round(rate*10) / 10,
+		"sent": st.Sent, "acked": st.Acked, "reconnects": st.Reconnects,
+		"last_error": st.LastErr, "last_error_at": st.LastErrAt.UnixMilli(),
+	})
+	m.Store.SetOutputStatus(m.OutName, b)
 }

@@ -246,6 +246,15 @@ func TestMQTTQuotaWhileDown(t *testing.T) {
 	}
 	cancel()
 	<-done
+	// The subscriber may still be reconnecting: its session holds them.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		sub.mu.Lock()
+		n := len(sub.raw)
+		sub.mu.Unlock()
+		if n >= 500-int(stats.OutboxDropped) {
+			break
+		}
+	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if _, ok := sub.raw[500]; !ok || len(sub.raw) != 500-int(stats.OutboxDropped) {

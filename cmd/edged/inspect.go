@@ -222,8 +222,22 @@ func printStats(w io.Writer, s *store.Stats) {
 		fmt.Fprintf(w, "checkpoint  none yet\n")
 	}
 	fmt.Fprintf(w, "outbox      %d records (seq %d..%d), %s of max %s, oldest %s; %d dropped by the quota so far\n", s.OutboxCount, s.OutboxFirstSeq, s.OutboxLastSeq, mib(s.OutboxBytes), mib(s.OutboxMaxBytes), ts(s.OutboxOldest), s.OutboxDropped)
-	for name, c := range s.Cursors {
-		fmt.Fprintf(w, "            output %q delivered up to seq %d\n", name, c)
+	names := make([]string, 0, len(s.Outputs))
+	for name := range s.Outputs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		o := s.Outputs[name]
+		fmt.Fprintf(w, "output      %q delivered up to position %d; %d waiting, oldest %s", name, o.Cursor, o.Backlog, ts(o.OldestWaiting))
+		if st := o.StatusReadable; st != nil {
+			fmt.Fprintf(w, "; %v records/s, %v sent, %v acked, %v reconnects", st["records_per_s"], st["sent"], st["acked"], st["reconnects"])
+			if e, _ := st["last_error"].(string); e != "" {
+				at, _ := st["last_error_at"].(float64)
+				fmt.Fprintf(w, "; last error %s: %s", ts(int64(at)), e)
+			}
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "quarantine  %d payloads kept, %d in all, %d dropped (edged inspect --quarantine lists them)\n", s.QuarantineCount, s.QuarantineTotal, s.QuarantineDropped)
 	for name, p := range s.Positions {
