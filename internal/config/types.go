@@ -154,7 +154,7 @@ type Source struct {
 	Offset       float64  `toml:"offset"`        // the signal's mean, default 20
 	Noise        float64  `toml:"noise"`         // stddev of added noise, default 0.1
 	Metric       string   `toml:"metric"`        // metric of the readings, default ""
-	Anomalies    []string `toml:"anomalies"`     // spike | drift | flatline | dropout
+	Anomalies    []string `toml:"anomalies"`     // spike | drift | shift | flatline | dropout
 	AnomalyEvery Duration `toml:"anomaly_every"` // default 5m
 	Seed         int64    `toml:"seed"`          // default 1
 

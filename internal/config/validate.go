@@ -271,7 +271,7 @@ func (v validator) source(l loc, s *Source) {
 		v.oneOf(l.child("signal"), s.Signal, []string{"sine", "walk", "noise"}, false)
 		al := l.child("anomalies")
 		for i, a := range s.Anomalies {
-			v.oneOf(al.index(i, ""), a, []string{"spike", "drift", "flatline", "dropout"}, true)
+			v.oneOf(al.index(i, ""), a, []string{"spike", "drift", "shift", "flatline", "dropout"}, true)
 		}
 	case "file":
 		if s.Path == "" {
