@@ -147,10 +147,22 @@ func TestMQTTOutage(t *testing.T) {
 	b.Stop()
 	producer(t, st, before, during, outage/during)
 	b.Restart()
-	// Live records keep coming while the backlog (about 2 s at 250/s) is
-	// replayed.
-	producer(t, st, before+during, after, 10*time.Millisecond)
-	sub.waitAll(t, before+during+after, 30*time.Second)
+	// Live records keep coming while the output reconnects (its backoff
+	// may have grown during the outage) and replays the backlog (at
+	// 250/s): at least `after` of them, and on until 2 s after the
+	// reconnect.
+	total := before + during
+	for i := 0; ; i++ {
+		producer(t, st, total, 1, 10*time.Millisecond)
+		total++
+		if bd := out.Stats().Boundary; i >= after && bd >= uint64(before+during) && uint64(total) > bd+200 {
+			break
+		}
+		if i > 10000 {
+			t.Fatal("the output did not reconnect")
+		}
+	}
+	sub.waitAll(t, total, 30*time.Second)
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c, _ := st.Cursor("cloud"); c == st.OutboxLastSeq() {
 			break
