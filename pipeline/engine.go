@@ -292,7 +292,7 @@ func (e *Engine) emitWindow(op *windowOp, key string, start, end int64, rev int3
 func (e *Engine) emitLate(op *windowOp, sensor, metric, source string, v float64, ts int64) {
 	e.late++
 	e.rec = Record{
-		Kind: KindLate, Name: op.spec.Name,
+		Kind: KindLate, Name: op.spec.Name, Key: op.render(op.keyOf(sensor, metric, source)),
 		Source: source, Sensor: sensor, Metric: metric, Value: v, TS: ts,
 		Watermark: e.wm,
 	}
