@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/edged/edged/cep"
 	"github.com/edged/edged/sensors"
 )
 
@@ -35,6 +36,9 @@ type Config struct {
 	Sources               []SourceSpec
 	DefaultOutOfOrderness time.Duration
 	Windows               []WindowSpec
+	// Detectors run on the readings (or on a window's results), after the
+	// windows; their alerts are records too.
+	Detectors []DetectorSpec
 	// Incremental tracks the keys that change, for Delta (checkpoints of
 	// the daemon). Batch runs leave it off.
 	Incremental bool
@@ -54,13 +58,14 @@ type Engine struct {
 	byName  map[string]*sourceWM
 	last    *sourceWM // cache for the common run of readings from one source
 	ops     []*windowOp
+	dets    []*detectorOp
 	wm      int64
 	started int64 // processing time of the start, for sources never seen
 	rec     Record
 	skBuf   []byte // scratch for sketch encodings
 
 	// Counters; read them with Stats.
-	readings, late, fired int64
+	readings, late, fired, alerts int64
 }
 
 // sourceWM is one source's watermark state.
@@ -106,6 +111,23 @@ func New(cfg Config, sink Sink, now int64) (*Engine, error) {
 		op.lastEarly = now
 		e.ops = append(e.ops, op)
 	}
+	for _, d := range cfg.Detectors {
+		if d.Detector == nil {
+			errs = append(errs, errors.New("detector without a cep.Detector"))
+			continue
+		}
+		name := d.Detector.Name()
+		if names["detector/"+name] {
+			errs = append(errs, fmt.Errorf("detector %q declared twice", name))
+			continue
+		}
+		names["detector/"+name] = true
+		if d.OnWindow != "" && !names[d.OnWindow] {
+			errs = append(errs, fmt.Errorf("detector %q: on_window %q: no such window", name, d.OnWindow))
+			continue
+		}
+		e.dets = append(e.dets, newDetectorOp(e, d))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -149,6 +171,9 @@ func (e *Engine) Process(r *sensors.Reading, now int64) error {
 			op.add(r.Sensor, r.Metric, r.Source, r.Value, r.TS, wm)
 		}
 	}
+	for _, d := range e.dets {
+		d.add(r.Sensor, r.Metric, r.Source, r.Value, r.TS, wm)
+	}
 	if r.TS > src.maxTS || !src.has {
 		src.maxTS = max(src.maxTS, r.TS)
 		src.has = true
@@ -185,22 +210,44 @@ func (e *Engine) advance(wm int64) {
 	}
 	e.wm = wm
 	for {
+		// The earliest event over all operators: windows in config order,
+		// then detectors in config order, then keys.
 		var best *windowOp
 		var bestKS *keyState
+		t := int64(noTimer)
 		for _, op := range e.ops {
 			ks := op.heap.top()
 			if ks == nil || ks.timer > wm {
 				continue
 			}
 			if bestKS == nil || ks.timer < bestKS.timer {
-				best, bestKS = op, ks
+				best, bestKS, t = op, ks, ks.timer
 			}
 		}
-		if best == nil {
-			break
+		var bestD *detectorOp
+		var bestDK *detKey
+		for _, d := range e.dets {
+			if len(d.heap) == 0 {
+				continue
+			}
+			dk := d.heap[0]
+			if dk.timer > wm || dk.timer >= t {
+				continue
+			}
+			if bestDK == nil || dk.timer < bestDK.timer {
+				bestD, bestDK = d, dk
+			}
 		}
-		best.timer(bestKS, bestKS.timer)
+		switch {
+		case bestDK != nil:
+			bestD.fire(bestDK, bestDK.timer)
+		case best != nil:
+			best.timer(bestKS, bestKS.timer)
+		default:
+			goto done
+		}
 	}
+done:
 	for _, op := range e.ops {
 		op.sweep()
 	}
@@ -264,14 +311,22 @@ type Stats struct {
 	Readings int64 // readings processed
 	Late     int64 // late records emitted (one per reading and window)
 	Fired    int64 // window records emitted
-	Keys     int   // keys with state, over all windows
+	Alerts   int64 // alert records emitted
+	// DetectorLate counts readings that reached a detector at or behind
+	// the watermark: detectors see readings in event-time order only.
+	DetectorLate int64
+	Keys         int // keys with state, over all windows and detectors
 }
 
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
-	st := Stats{Readings: e.readings, Late: e.late, Fired: e.fired}
+	st := Stats{Readings: e.readings, Late: e.late, Fired: e.fired, Alerts: e.alerts}
 	for _, op := range e.ops {
 		st.Keys += len(op.keys) - op.empties
+	}
+	for _, d := range e.dets {
+		st.Keys += len(d.keys)
+		st.DetectorLate += d.late
 	}
 	return st
 }
@@ -285,6 +340,41 @@ func (e *Engine) emitWindow(op *windowOp, key string, start, end int64, rev int3
 		Kind: KindWindow, Name: op.spec.Name, Key: key,
 		Start: start, End: end, Rev: rev, Final: final,
 		Aggs: op.spec.Aggs, Values: op.values,
+	}
+	e.sink.Emit(&e.rec)
+	if final && rev == 0 {
+		for _, d := range e.dets {
+			if d.spec.OnWindow == op.spec.Name {
+				d.window(op.spec.Name, key, op.keyOf(keyParts(op, key)), end, rev, op.spec.Aggs, op.values)
+			}
+		}
+	}
+}
+
+// keyParts recovers the key parts of a rendered window key for a detector
+// on that window (the detector keys its state the same way).
+func keyParts(op *windowOp, key string) (string, string, string) {
+	switch op.spec.KeyBy {
+	case KeySensorMetric:
+		for i := len(key) - 1; i >= 0; i-- {
+			if key[i] == '/' {
+				return key[:i], key[i+1:], ""
+			}
+		}
+		return key, "", ""
+	case KeyMetric:
+		return "", key, ""
+	case KeySource:
+		return "", "", key
+	}
+	return key, "", ""
+}
+
+func (e *Engine) emitAlert(a *cep.Alert) {
+	e.alerts++
+	e.rec = Record{
+		Kind: KindAlert, Name: a.Detector, Key: a.Key,
+		State: a.State, TS: a.TS, Value: a.Value, Reason: a.Reason,
 	}
 	e.sink.Emit(&e.rec)
 }

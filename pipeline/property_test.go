@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"bytes"
+
 	"fmt"
+	"github.com/edged/edged/cep"
 	"slices"
 	"strings"
 	"testing"
@@ -35,14 +37,14 @@ func genWindows(t *rapid.T) []WindowSpec {
 
 func runAll(t interface{ Fatal(...any) }, ooo time.Duration, ws []WindowSpec, rs []sensors.Reading, snapshotAt int) []string {
 	c := &collector{}
-	e, err := New(Config{DefaultOutOfOrderness: ooo, Windows: ws}, c, 0)
+	e, err := New(Config{DefaultOutOfOrderness: ooo, Windows: ws, Detectors: testDetectors(t)}, c, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range rs {
 		if i == snapshotAt {
 			st := e.Snapshot()
-			e2, _ := New(Config{DefaultOutOfOrderness: ooo, Windows: ws}, c, 0)
+			e2, _ := New(Config{DefaultOutOfOrderness: ooo, Windows: ws, Detectors: testDetectors(t)}, c, 0)
 			if _, err := e2.Restore(st); err != nil {
 				t.Fatal(err)
 			}
@@ -191,7 +193,7 @@ func runIncremental(t interface{ Fatal(...any) }, ooo time.Duration, ws []Window
 		at     int // index of the next reading at the checkpoint
 	}
 	c := &collector{}
-	cfg := Config{DefaultOutOfOrderness: ooo, Windows: ws, Incremental: true, sweepMin: 1}
+	cfg := Config{DefaultOutOfOrderness: ooo, Windows: ws, Detectors: testDetectors(t), Incremental: true, sweepMin: 1}
 	e, err := New(cfg, c, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -309,4 +311,22 @@ func TestPropertyDirectEncoding(t *testing.T) {
 			}
 		}
 	})
+}
+
+// testDetectors are the detectors the property tests run beside the
+// windows: a threshold that needs two readings in a row and has
+// hysteresis (state across readings), and one on the tumbling window's
+// results.
+func testDetectors(t interface{ Fatal(...any) }) []DetectorSpec {
+	above := 50.0
+	th, err := cep.New(cep.Spec{Name: "hot", Type: "threshold", Above: &above, ForCount: 2, Hysteresis: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := 0.0
+	onw, err := cep.New(cep.Spec{Name: "lowsum", Type: "threshold", Below: &low})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []DetectorSpec{{Detector: th}, {Detector: onw, OnWindow: "tu", Field: "sum"}}
 }

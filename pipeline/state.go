@@ -19,10 +19,36 @@ const StateVersion = 1
 // live engine. Keys are sorted, so two snapshots of equal state are equal.
 // The daemon checkpoints the same data incrementally (Header and Delta).
 //
-//msgp:ignore State WindowState
+//msgp:ignore State WindowState DetectorState
 type State struct {
 	Header
-	Windows []WindowState
+	Windows   []WindowState
+	Detectors []DetectorState
+}
+
+// DetectorState is the state of one detector operator.
+type DetectorState struct {
+	Name string // "detector/<name>"
+	Keys []DetKeyState
+}
+
+// DetKeyState is one key of a detector: its encoded cep state and the
+// readings waiting for the watermark.
+//
+//msgp:tuple DetKeyState
+type DetKeyState struct {
+	A, B  string
+	State []byte
+	Buf   []DetEventState
+}
+
+// DetEventState is a reading waiting in a detector's buffer.
+//
+//msgp:tuple DetEventState
+type DetEventState struct {
+	TS                     int64
+	Value                  float64
+	Sensor, Metric, Source string
 }
 
 // WindowState is the state of one window operator.
@@ -154,7 +180,38 @@ func (e *Engine) header() Header {
 	for _, op := range e.ops {
 		h.Ops = append(h.Ops, OpHeader{Name: op.spec.Name, Spec: op.spec.fingerprint()})
 	}
+	for _, d := range e.dets {
+		h.Ops = append(h.Ops, OpHeader{Name: d.stateName(), Spec: d.fingerprint()})
+	}
 	return h
+}
+
+func (dk *detKey) state() DetKeyState {
+	s := DetKeyState{A: dk.k.a, B: dk.k.b, State: dk.st.AppendState(nil)}
+	for _, ev := range dk.buf {
+		s.Buf = append(s.Buf, DetEventState{TS: ev.ts, Value: ev.value, Sensor: ev.sensor, Metric: ev.metric, Source: ev.source})
+	}
+	return s
+}
+
+func (d *detectorOp) restoreKey(s *DetKeyState) error {
+	k := kkey{s.A, s.B}
+	dk := &detKey{key: d.render(k), k: k, st: d.spec.Detector.NewState(), timer: noTimer, hidx: -1}
+	if d.spec.OnWindow != "" {
+		dk.key = s.A
+		if s.B != "" {
+			dk.key = s.A + "/" + s.B
+		}
+	}
+	if err := dk.st.RestoreState(s.State); err != nil {
+		return err
+	}
+	for _, ev := range s.Buf {
+		dk.buf = append(dk.buf, detEvent{ts: ev.TS, value: ev.Value, sensor: ev.Sensor, metric: ev.Metric, source: ev.Source})
+	}
+	d.keys[k] = dk
+	d.schedule(dk)
+	return nil
 }
 
 // Snapshot returns the engine's whole state.
@@ -172,6 +229,16 @@ func (e *Engine) Snapshot() *State {
 			return cmp.Or(cmp.Compare(a.A, b.A), cmp.Compare(a.B, b.B))
 		})
 		st.Windows = append(st.Windows, ws)
+	}
+	for _, d := range e.dets {
+		ds := DetectorState{Name: d.stateName()}
+		for _, dk := range d.keys {
+			ds.Keys = append(ds.Keys, dk.state())
+		}
+		slices.SortFunc(ds.Keys, func(a, b DetKeyState) int {
+			return cmp.Or(cmp.Compare(a.A, b.A), cmp.Compare(a.B, b.B))
+		})
+		st.Detectors = append(st.Detectors, ds)
 	}
 	return st
 }
@@ -243,6 +310,19 @@ func (e *Engine) AppendDelta(d *Delta) error {
 		}
 		clear(op.dirty)
 		op.dirty = op.dirty[:0]
+	}
+	for _, dop := range e.dets {
+		for _, dk := range dop.dirty {
+			dk.dirty = false
+			st := dk.state()
+			v, err := st.MarshalMsg(nil)
+			if err != nil {
+				return err
+			}
+			d.Keys = append(d.Keys, KeyDelta{Op: dop.stateName(), Key: StoreKey(dk.k.a, dk.k.b), Value: v})
+		}
+		clear(dop.dirty)
+		dop.dirty = dop.dirty[:0]
 	}
 	return nil
 }
@@ -346,6 +426,18 @@ func (e *Engine) Restore(st *State) (dropped []string, err error) {
 			}
 		}
 	}
+	for i := range st.Detectors {
+		ds := &st.Detectors[i]
+		for j := range ds.Keys {
+			v, err := ds.Keys[j].MarshalMsg(nil)
+			if err == nil {
+				err = e.RestoreKey(ds.Name, v)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	return dropped, errors.Join(errs...)
 }
 
@@ -389,6 +481,21 @@ func (e *Engine) BeginRestore(header []byte) (dropped []string, err error) {
 			delete(specs, op.spec.Name)
 		}
 	}
+	for _, d := range e.dets {
+		d.keys = map[kkey]*detKey{}
+		d.heap = d.heap[:0]
+		clear(d.dirty)
+		d.dirty = d.dirty[:0]
+		d.restoring = false
+		if spec, ok := specs[d.stateName()]; ok {
+			if spec == d.fingerprint() {
+				d.restoring = true
+			} else {
+				dropped = append(dropped, d.stateName())
+			}
+			delete(specs, d.stateName())
+		}
+	}
 	for name := range specs {
 		dropped = append(dropped, name)
 	}
@@ -400,6 +507,21 @@ func (e *Engine) BeginRestore(header []byte) (dropped []string, err error) {
 // after BeginRestore. Keys of operators that are dropped or unknown are
 // ignored.
 func (e *Engine) RestoreKey(op string, value []byte) error {
+	for _, d := range e.dets {
+		if d.stateName() == op {
+			if !d.restoring {
+				return nil
+			}
+			var ks DetKeyState
+			if _, err := ks.UnmarshalMsg(value); err != nil {
+				return fmt.Errorf("restore: %s: %w", op, err)
+			}
+			if err := d.restoreKey(&ks); err != nil {
+				return fmt.Errorf("restore: %s key %q: %w", op, ks.A, err)
+			}
+			return nil
+		}
+	}
 	var ks KeyState
 	if _, err := ks.UnmarshalMsg(value); err != nil {
 		return fmt.Errorf("restore: window %q: %w", op, err)

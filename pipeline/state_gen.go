@@ -227,6 +227,143 @@ func (z *Delta) Msgsize() (s int) {
 }
 
 // MarshalMsg implements msgp.Marshaler
+func (z *DetEventState) MarshalMsg(b []byte) (o []byte, err error) {
+	o = msgp.Require(b, z.Msgsize())
+	// array header, size 5
+	o = append(o, 0x95)
+	o = msgp.AppendInt64(o, z.TS)
+	o = msgp.AppendFloat64(o, z.Value)
+	o = msgp.AppendString(o, z.Sensor)
+	o = msgp.AppendString(o, z.Metric)
+	o = msgp.AppendString(o, z.Source)
+	return
+}
+
+// UnmarshalMsg implements msgp.Unmarshaler
+func (z *DetEventState) UnmarshalMsg(bts []byte) (o []byte, err error) {
+	var zb0001 uint32
+	zb0001, bts, err = msgp.ReadArrayHeaderBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err)
+		return
+	}
+	if zb0001 != 5 {
+		err = msgp.ArrayError{Wanted: 5, Got: zb0001}
+		return
+	}
+	z.TS, bts, err = msgp.ReadInt64Bytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "TS")
+		return
+	}
+	z.Value, bts, err = msgp.ReadFloat64Bytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "Value")
+		return
+	}
+	z.Sensor, bts, err = msgp.ReadStringBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "Sensor")
+		return
+	}
+	z.Metric, bts, err = msgp.ReadStringBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "Metric")
+		return
+	}
+	z.Source, bts, err = msgp.ReadStringBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "Source")
+		return
+	}
+	o = bts
+	return
+}
+
+// Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
+func (z *DetEventState) Msgsize() (s int) {
+	s = 1 + msgp.Int64Size + msgp.Float64Size + msgp.StringPrefixSize + len(z.Sensor) + msgp.StringPrefixSize + len(z.Metric) + msgp.StringPrefixSize + len(z.Source)
+	return
+}
+
+// MarshalMsg implements msgp.Marshaler
+func (z *DetKeyState) MarshalMsg(b []byte) (o []byte, err error) {
+	o = msgp.Require(b, z.Msgsize())
+	// array header, size 4
+	o = append(o, 0x94)
+	o = msgp.AppendString(o, z.A)
+	o = msgp.AppendString(o, z.B)
+	o = msgp.AppendBytes(o, z.State)
+	o = msgp.AppendArrayHeader(o, uint32(len(z.Buf)))
+	for za0001 := range z.Buf {
+		o, err = z.Buf[za0001].MarshalMsg(o)
+		if err != nil {
+			err = msgp.WrapError(err, "Buf", za0001)
+			return
+		}
+	}
+	return
+}
+
+// UnmarshalMsg implements msgp.Unmarshaler
+func (z *DetKeyState) UnmarshalMsg(bts []byte) (o []byte, err error) {
+	var zb0001 uint32
+	zb0001, bts, err = msgp.ReadArrayHeaderBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err)
+		return
+	}
+	if zb0001 != 4 {
+		err = msgp.ArrayError{Wanted: 4, Got: zb0001}
+		return
+	}
+	z.A, bts, err = msgp.ReadStringBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "A")
+		return
+	}
+	z.B, bts, err = msgp.ReadStringBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "B")
+		return
+	}
+	z.State, bts, err = msgp.ReadBytesBytes(bts, z.State)
+	if err != nil {
+		err = msgp.WrapError(err, "State")
+		return
+	}
+	var zb0002 uint32
+	zb0002, bts, err = msgp.ReadArrayHeaderBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err, "Buf")
+		return
+	}
+	if cap(z.Buf) >= int(zb0002) {
+		z.Buf = (z.Buf)[:zb0002]
+	} else {
+		z.Buf = make([]DetEventState, zb0002)
+	}
+	for za0001 := range z.Buf {
+		bts, err = z.Buf[za0001].UnmarshalMsg(bts)
+		if err != nil {
+			err = msgp.WrapError(err, "Buf", za0001)
+			return
+		}
+	}
+	o = bts
+	return
+}
+
+// Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
+func (z *DetKeyState) Msgsize() (s int) {
+	s = 1 + msgp.StringPrefixSize + len(z.A) + msgp.StringPrefixSize + len(z.B) + msgp.BytesPrefixSize + len(z.State) + msgp.ArrayHeaderSize
+	for za0001 := range z.Buf {
+		s += z.Buf[za0001].Msgsize()
+	}
+	return
+}
+
+// MarshalMsg implements msgp.Marshaler
 func (z FiredState) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
 	// array header, size 2
