@@ -21,6 +21,9 @@ type DetectorSpec struct {
 	// first firing (rev 0), at event time end-1.
 	OnWindow string
 	Field    string
+	// Severity and Labels are copied into the detector's alerts.
+	Severity string
+	Labels   map[string]string
 }
 
 // detectorOp runs one detector over keyed state. Readings wait in a per-key
@@ -162,7 +165,7 @@ func (op *detectorOp) observe(dk *detKey, ev *cep.Event) {
 
 func (op *detectorOp) emit() {
 	for i := range op.out.Alerts {
-		op.e.emitAlert(&op.out.Alerts[i])
+		op.e.emitAlert(&op.out.Alerts[i], &op.spec)
 	}
 }
 

@@ -370,11 +370,12 @@ func keyParts(op *windowOp, key string) (string, string, string) {
 	return key, "", ""
 }
 
-func (e *Engine) emitAlert(a *cep.Alert) {
+func (e *Engine) emitAlert(a *cep.Alert, spec *DetectorSpec) {
 	e.alerts++
 	e.rec = Record{
 		Kind: KindAlert, Name: a.Detector, Key: a.Key,
 		State: a.State, TS: a.TS, Value: a.Value, Reason: a.Reason,
+		Severity: spec.Severity, Labels: spec.Labels,
 	}
 	e.sink.Emit(&e.rec)
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -53,8 +54,10 @@ type Record struct {
 	Watermark              int64
 
 	// Alerts.
-	State  string
-	Reason string
+	State    string
+	Reason   string
+	Severity string            // written when set
+	Labels   map[string]string // written when set, keys sorted
 }
 
 // Sink receives records from the engine, on the engine's goroutine, in the
@@ -111,6 +114,26 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"value":`...)
 		dst = AppendFloat(dst, r.Value)
 		dst = appendStrField(dst, "reason", r.Reason)
+		if r.Severity != "" {
+			dst = appendStrField(dst, "severity", r.Severity)
+		}
+		if len(r.Labels) > 0 {
+			dst = append(dst, `,"labels":{`...)
+			keys := make([]string, 0, len(r.Labels))
+			for k := range r.Labels {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for i, k := range keys {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = AppendString(dst, k)
+				dst = append(dst, ':')
+				dst = AppendString(dst, r.Labels[k])
+			}
+			dst = append(dst, '}')
+		}
 	}
 	return append(dst, '}')
 }

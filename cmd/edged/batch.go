@@ -57,6 +57,10 @@ func cmdBatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	dets, err := detectorSpecs(cfg)
+	if err != nil {
+		return err
+	}
 
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	var buf []byte
@@ -79,6 +83,7 @@ func cmdBatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		Sources:               srcs,
 		DefaultOutOfOrderness: cfg.Pipeline.MaxOutOfOrderness.D(),
 		Windows:               specs,
+		Detectors:             dets,
 	}, sink, time.Now().UnixMilli())
 	if err != nil {
 		return usageError{err}
@@ -105,8 +110,8 @@ func cmdBatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("write records: %w", writeErr)
 	}
 	st := eng.Stats()
-	fmt.Fprintf(stderr, "edged batch: %d lines, %d readings, %d bad lines%s, %d late, %d window records\n",
-		lines, readings, rep.total, rep.summary(), st.Late, st.Fired)
+	fmt.Fprintf(stderr, "edged batch: %d lines, %d readings, %d bad lines%s, %d late, %d window records%s\n",
+		lines, readings, rep.total, rep.summary(), st.Late, st.Fired, alertSummary(st))
 	return nil
 }
 
@@ -303,4 +308,12 @@ func (b *badReport) summary() string {
 		parts[i] = fmt.Sprintf("%s: %d", k, b.reasons[k])
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// alertSummary adds the alerts to a summary line when detectors ran.
+func alertSummary(st pipeline.Stats) string {
+	if st.Alerts == 0 && st.DetectorLate == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d alerts (%d readings late for the detectors)", st.Alerts, st.DetectorLate)
 }

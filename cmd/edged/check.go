@@ -30,9 +30,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dets, err := detectorSpecs(cfg)
+	if err != nil {
+		return err
+	}
 	specs, err := windowSpecs(cfg)
 	if err == nil {
-		_, err = pipeline.New(pipeline.Config{Windows: specs}, pipeline.SinkFunc(func(*pipeline.Record) {}), 0)
+		_, err = pipeline.New(pipeline.Config{Windows: specs, Detectors: dets}, pipeline.SinkFunc(func(*pipeline.Record) {}), 0)
 	}
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", *path, err)}

@@ -116,10 +116,15 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 			writeErr = err
 		}
 	})
+	dets, err := detectorSpecs(pcfg)
+	if err != nil {
+		return err
+	}
 	eng, err := pipeline.New(pipeline.Config{
 		Sources:               srcs,
 		DefaultOutOfOrderness: pcfg.Pipeline.MaxOutOfOrderness.D(),
 		Windows:               specs,
+		Detectors:             dets,
 	}, sink, now.UnixMilli())
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", pcfg.File, err)}

@@ -94,6 +94,9 @@ func runnable(cfg *config.Config) ([]pipeline.WindowSpec, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if _, err := detectorSpecs(cfg); err != nil {
+		return nil, err
+	}
 	for _, s := range cfg.Sources {
 		switch s.Type {
 		case "file", "stdin":
@@ -188,6 +191,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	}
 	app := st.NewAppender(store.AppenderOptions{Logger: log, Interval: cfg.Store.CommitInterval.D()})
 
+	dets, err := detectorSpecs(cfg) // checked by runnable
+	if err != nil {
+		return err
+	}
 	var srcSpecs []pipeline.SourceSpec
 	for i := range cfg.Sources {
 		s := &cfg.Sources[i]
@@ -199,6 +206,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 			Sources:               srcSpecs,
 			DefaultOutOfOrderness: cfg.Pipeline.MaxOutOfOrderness.D(),
 			Windows:               specs,
+			Detectors:             dets,
 		},
 		CheckpointInterval: cfg.Pipeline.CheckpointInterval.D(),
 		IdleTimeout:        cfg.Pipeline.IdleTimeout.D(),

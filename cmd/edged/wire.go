@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+
+	"github.com/edged/edged/cep"
 
 	"github.com/edged/edged/internal/config"
 	"github.com/edged/edged/pipeline"
@@ -89,4 +92,48 @@ func sourceOOO(cfg *config.Config, s *config.Source) config.Duration {
 		return *s.MaxOutOfOrderness
 	}
 	return cfg.Pipeline.MaxOutOfOrderness
+}
+
+// detectorSpecs builds the configured detectors. A detector the cep
+// package refuses (a bad pattern expression, say) is a config error at the
+// detector's line.
+func detectorSpecs(cfg *config.Config) ([]pipeline.DetectorSpec, error) {
+	var out []pipeline.DetectorSpec
+	var errs []error
+	for i := range cfg.Detectors {
+		d := &cfg.Detectors[i]
+		at := fmt.Sprintf("detector.%d", i)
+		disp := fmt.Sprintf("detector[%d] %q", i, d.Name)
+		spec := cep.Spec{Name: d.Name, Type: d.Type, Above: d.Above, Below: d.Below, Hysteresis: d.Hysteresis,
+			ForCount: d.ForCount, ForDuration: d.ForDuration.D(), Sigma: d.Sigma, Window: d.Window.D(), Alpha: d.Alpha,
+			Warmup: d.Warmup, MaxRate: d.MaxRate, Duration: d.Duration.D(), Tolerance: d.Tolerance, Min: d.Min, Max: d.Max,
+			Renotify: d.Renotify.D()}
+		if d.Type == "pattern" {
+			spec.Pattern = &cep.PatternSpec{Steps: d.Steps, NotFollowedBy: d.NotFollowedBy, Within: d.Within.D(), Times: d.Times, MaxPartial: d.MaxPartial}
+		}
+		det, err := cep.New(spec)
+		if err != nil {
+			if u := errors.Unwrap(err); u != nil && !errors.Is(err, cep.ErrUnknownType) {
+				err = u // the detector's name is in disp already
+			}
+			key := at
+			if d.Type == "pattern" {
+				key = at + ".steps"
+			}
+			errs = append(errs, cfg.Problemf(key, disp, "%v", err))
+			continue
+		}
+		kb, err := pipeline.ParseKeyBy(d.KeyBy)
+		if err != nil {
+			errs = append(errs, cfg.Problemf(at+".key_by", disp, "%v", err))
+			continue
+		}
+		out = append(out, pipeline.DetectorSpec{Detector: det, Match: d.Match, KeyBy: kb,
+			Sensors: d.Sensors, Metrics: d.Metrics, Sources: d.FromSources, OnWindow: d.OnWindow, Field: d.Field,
+			Severity: d.Severity, Labels: d.Labels})
+	}
+	if len(errs) > 0 {
+		return nil, usageError{errors.Join(errs...)}
+	}
+	return out, nil
 }

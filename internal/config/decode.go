@@ -176,6 +176,22 @@ func (d *decoder) value(l loc, key string, x any, v reflect.Value) {
 		d.table(l, t, v)
 	case reflect.Slice:
 		d.slice(l, key, x, v, secret)
+	case reflect.Map:
+		// A table of string values, such as labels = {room = "boiler"}.
+		t, ok := x.(map[string]any)
+		if !ok || v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {
+			d.wrongType(l, x, `a table of strings such as {room = "boiler"}`, secret)
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(t))
+		for k, e := range t {
+			s, ok := d.str(l.child(k), e, "a string", isSecret(k))
+			if !ok {
+				continue
+			}
+			m.SetMapIndex(reflect.ValueOf(k), reflect.ValueOf(s))
+		}
+		v.Set(m)
 	default:
 		d.m.add(l, "cannot decode into %s (a bug in edged's config types)", v.Type())
 	}

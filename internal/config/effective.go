@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -110,6 +111,14 @@ func literal(key string, v reflect.Value) string {
 		return formatFloat(v.Float())
 	case reflect.Pointer:
 		return literal(key, v.Elem())
+	case reflect.Map:
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k.String() + " = " + literal(k.String(), v.MapIndex(k))
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
 	case reflect.Slice:
 		parts := make([]string, v.Len())
 		for i := range parts {

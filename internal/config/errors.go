@@ -74,3 +74,14 @@ func sortProblems(ps []Problem) {
 		return ps[i].Col < ps[j].Col
 	})
 }
+
+// Problemf makes an error located at a key of the loaded config, such as
+// "detector.2.steps", in the form of the config's own errors
+// (file:line: where: what), for checks done outside this package.
+func (c *Config) Problemf(path, disp, format string, args ...any) error {
+	p := Problem{File: c.File, Path: disp, Msg: fmt.Sprintf(format, args...)}
+	if c.meta != nil {
+		p.Line = c.meta.line(path)
+	}
+	return &Error{Problems: []Problem{p}}
+}

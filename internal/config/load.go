@@ -57,6 +57,7 @@ func parse(name string, data []byte, lookup func(string) (string, bool)) (*Confi
 	d.table(loc{}, raw, reflect.ValueOf(c).Elem())
 	c.setDefaults(m)
 	c.validate(m)
+	c.meta = m
 	if len(m.probs) > 0 {
 		sortProblems(m.probs)
 		return nil, &Error{Problems: m.probs}

@@ -17,6 +17,8 @@ type Config struct {
 
 	// File is the path the config was read from ("" when built in code).
 	File string `toml:"-"`
+
+	meta *meta // positions of the keys, for Problemf
 }
 
 // Device identifies the gateway.
@@ -203,6 +205,35 @@ type Detector struct {
 	Window Duration `toml:"window"`
 	Alpha  float64  `toml:"alpha"`
 	Warmup int      `toml:"warmup"`
+
+	// Which readings, keyed how (as for windows); or a window's results.
+	KeyBy       string   `toml:"key_by"`
+	Sensors     []string `toml:"sensors"`
+	Metrics     []string `toml:"metrics"`
+	FromSources []string `toml:"sources"`
+	OnWindow    string   `toml:"on_window"` // watch this window's results instead of readings
+	Field       string   `toml:"field"`     // the aggregate it watches, default "mean"
+
+	Hysteresis  float64  `toml:"hysteresis"`   // threshold
+	ForCount    int      `toml:"for_count"`    // threshold: readings in a row
+	ForDuration Duration `toml:"for_duration"` // threshold: event time the condition holds
+	MaxRate     float64  `toml:"max_rate"`     // rate: |change| per second
+	Duration    Duration `toml:"duration"`     // flatline, deadman
+	Tolerance   float64  `toml:"tolerance"`    // flatline
+	Min         *float64 `toml:"min"`          // range
+	Max         *float64 `toml:"max"`          // range
+	// Pattern (see cep/pattern.go): conditions in order, each followed by
+	// the next within Within; NotFollowedBy; Times for a counted single step.
+	Steps         []string `toml:"steps"`
+	NotFollowedBy string   `toml:"not_followed_by"`
+	Within        Duration `toml:"within"`
+	Times         int      `toml:"times"`
+	MaxPartial    int      `toml:"max_partial"`
+
+	// The alert lifecycle.
+	Renotify Duration          `toml:"renotify"` // send "firing" again every so often while it holds
+	Severity string            `toml:"severity"` // copied into the alerts, e.g. "critical"
+	Labels   map[string]string `toml:"labels"`   // copied into the alerts
 }
 
 // Output is one destination of records.

@@ -65,6 +65,9 @@ func (c *Config) validate(m *meta) {
 		l := loc{key: "detector", disp: "detector"}.index(i, d.Name)
 		v.name(l, d.Name, "detector", names)
 		v.detector(l, d)
+		if d.OnWindow != "" && !slices.ContainsFunc(c.Windows, func(w Window) bool { return w.Name == d.OnWindow }) {
+			v.add(l.child("on_window"), "no window named %q", d.OnWindow)
+		}
 	}
 	names = map[string]string{}
 	for i := range c.Outputs {
@@ -496,6 +499,15 @@ func (v validator) detector(l loc, d *Detector) {
 	}
 	wl := l.child("window")
 	v.wholeMs(wl, d.Window)
+	for _, f := range []struct {
+		k string
+		d Duration
+	}{{"for_duration", d.ForDuration}, {"duration", d.Duration}, {"within", d.Within}, {"renotify", d.Renotify}} {
+		v.wholeMs(l.child(f.k), f.d)
+	}
+	if d.KeyBy != "" {
+		v.oneOf(l.child("key_by"), d.KeyBy, []string{"sensor_metric", "sensor", "metric", "source", "global"}, false)
+	}
 	if d.Warmup < 0 {
 		v.add(l.child("warmup"), "invalid warmup %d: use 0 or more readings", d.Warmup)
 	}
