@@ -46,16 +46,18 @@ type thresholdState struct {
 	since int64 // event time the current run started, NoTimer if none
 }
 
-// beyond reports whether v is beyond a limit, and inside says whether it is
+// beyond reports whether v is beyond a limit; inside says whether it is
 // back inside by the hysteresis.
-func (t *threshold) beyond(v float64) (bool, string) {
+func (t *threshold) beyond(v float64) bool {
+	return t.above != nil && v > *t.above || t.below != nil && v < *t.below
+}
+
+// why explains a value beyond a limit.
+func (t *threshold) why(v float64) string {
 	if t.above != nil && v > *t.above {
-		return true, fmt.Sprintf("value %s > %s", FormatValue(v), FormatValue(*t.above))
+		return fmt.Sprintf("value %s > %s", FormatValue(v), FormatValue(*t.above))
 	}
-	if t.below != nil && v < *t.below {
-		return true, fmt.Sprintf("value %s < %s", FormatValue(v), FormatValue(*t.below))
-	}
-	return false, ""
+	return fmt.Sprintf("value %s < %s", FormatValue(v), FormatValue(*t.below))
 }
 
 func (t *threshold) inside(v float64) bool {
@@ -70,14 +72,15 @@ func (t *threshold) inside(v float64) bool {
 
 func (s *thresholdState) Observe(ev *Event, out *Emitter) {
 	d := s.d
-	over, why := d.beyond(ev.Value)
-	if over {
+	if d.beyond(ev.Value) {
 		if s.run == 0 {
 			s.since = ev.TS
 		}
 		s.run++
-		if s.run >= d.count && (d.dur == 0 || ev.TS-s.since >= d.dur.Milliseconds()) {
-			reason := why
+		if s.run >= d.count && (d.dur == 0 || ev.TS-s.since >= d.dur.Milliseconds()) && emits(&s.Lifecycle, true, ev.TS, d.renot) {
+			// The reason is built only when an alert goes out: ordinary
+			// readings cost no allocation.
+			reason := d.why(ev.Value)
 			if d.count > 1 {
 				reason += fmt.Sprintf(" for %d readings", s.run)
 			}
@@ -92,7 +95,9 @@ func (s *thresholdState) Observe(ev *Event, out *Emitter) {
 		return // inside the limit but not by the hysteresis: still firing
 	}
 	s.run, s.since = 0, NoTimer
-	s.Set(false, d.name, ev.Key, ev.TS, ev.Value, fmt.Sprintf("value %s back within the limit", FormatValue(ev.Value)), d.renot, out)
+	if s.Firing {
+		s.Set(false, d.name, ev.Key, ev.TS, ev.Value, fmt.Sprintf("value %s back within the limit", FormatValue(ev.Value)), d.renot, out)
+	}
 }
 
 func (s *thresholdState) NextTimer() int64                { return NoTimer }

@@ -40,6 +40,7 @@ type detectorOp struct {
 	heap  detHeap
 	dirty []*detKey
 	out   cep.Emitter
+	ev    cep.Event // reused: no allocation per reading
 	late  int64
 	agg   int // index of Field in the window's aggregates, for OnWindow
 	// restoring: set by BeginRestore when stored state matches the shape.
@@ -130,6 +131,9 @@ func (op *detectorOp) add(sensor, metric, source string, v float64, ts, wm int64
 
 func (op *detectorOp) schedule(dk *detKey) {
 	t := dk.st.NextTimer()
+	if op.e.wm == MaxWatermark && t > op.e.timerLimit() {
+		t = noTimer // at the end of input: see timerLimit
+	}
 	if len(dk.buf) > 0 {
 		t = min(t, dk.buf[0].ts)
 	}
@@ -143,7 +147,8 @@ func (op *detectorOp) fire(dk *detKey, t int64) {
 	n := 0
 	for n < len(dk.buf) && dk.buf[n].ts <= t {
 		ev := &dk.buf[n]
-		op.observe(dk, &cep.Event{Key: dk.key, Source: ev.source, Sensor: ev.sensor, Metric: ev.metric, Value: ev.value, TS: ev.ts})
+		op.ev = cep.Event{Key: dk.key, Source: ev.source, Sensor: ev.sensor, Metric: ev.metric, Value: ev.value, TS: ev.ts}
+		op.observe(dk, &op.ev)
 		n++
 	}
 	if n > 0 {
@@ -155,6 +160,23 @@ func (op *detectorOp) fire(dk *detKey, t int64) {
 		op.emit()
 	}
 	op.schedule(dk)
+}
+
+// timerLimit is how far detector timers may run: the watermark, except at
+// the end of bounded input (Flush), where it is the newest event time
+// seen. The end of a file is not silence: a deadman does not fire for
+// every key, and a renotifying alert does not repeat forever.
+func (e *Engine) timerLimit() int64 {
+	if e.wm != MaxWatermark {
+		return e.wm
+	}
+	limit := int64(MinWatermark)
+	for _, s := range e.sources {
+		if s.has {
+			limit = max(limit, s.maxTS)
+		}
+	}
+	return limit
 }
 
 func (op *detectorOp) observe(dk *detKey, ev *cep.Event) {
@@ -195,7 +217,8 @@ func (op *detectorOp) window(name, key string, k kkey, end int64, rev int32, agg
 		op.keys[k] = dk
 	}
 	op.touch(dk)
-	op.observe(dk, &cep.Event{Key: key, Value: values[op.agg], TS: end - 1})
+	op.ev = cep.Event{Key: key, Value: values[op.agg], TS: end - 1}
+	op.observe(dk, &op.ev)
 	op.schedule(dk)
 }
 

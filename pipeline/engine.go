@@ -226,12 +226,13 @@ func (e *Engine) advance(wm int64) {
 		}
 		var bestD *detectorOp
 		var bestDK *detKey
+		limit := e.timerLimit()
 		for _, d := range e.dets {
 			if len(d.heap) == 0 {
 				continue
 			}
 			dk := d.heap[0]
-			if dk.timer > wm || dk.timer >= t {
+			if dk.timer > limit || dk.timer >= t {
 				continue
 			}
 			if bestDK == nil || dk.timer < bestDK.timer {

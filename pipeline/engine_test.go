@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"encoding/json"
+
+	"github.com/edged/edged/cep"
 	"math"
 	"strings"
 	"testing"
@@ -397,4 +399,39 @@ func TestEarlyResults(t *testing.T) {
 	expect(t, c.take(),
 		`{"type":"window","window":"ss","key":"a","start":12000,"end":18000,"rev":0,"final":true,"count":2}`,
 		`{"type":"window","window":"w","key":"a","start":10000,"end":20000,"rev":0,"final":true,"count":2}`)
+}
+
+// TestDeadmanEndOfInput: a deadman fires when the watermark passes a key's
+// silence in the input, but the end of bounded input is not silence, and
+// a renotifying alert does not repeat forever at Flush.
+func TestDeadmanEndOfInput(t *testing.T) {
+	det, err := cep.New(cep.Spec{Name: "dead", Type: "deadman", Duration: 5 * time.Second, Renotify: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	e, _ := New(Config{Detectors: []DetectorSpec{{Detector: det}}}, c, 0)
+	// a reports at 0 and at 20 s: silent 15 s in between; b reports at 21 s.
+	feed(t, e, "a@0=1", "a@20000=2", "b@21000=1")
+	e.Flush()
+	got := c.take()
+	var firing []string
+	for _, l := range got {
+		if strings.Contains(l, `"state":"firing"`) {
+			firing = append(firing, l)
+		}
+	}
+	// a: firing at 5 s, renotified at 6..19 s? The watermark passed 20 s
+	// only with a's reading; renotify runs while it holds: 5,6,...,19 s.
+	if len(firing) == 0 || !strings.Contains(firing[0], `"key":"a","state":"firing","ts":5000`) {
+		t.Fatalf("no deadman alert for a at 5 s:\n%s", strings.Join(got, "\n"))
+	}
+	for _, l := range got {
+		if strings.Contains(l, `"key":"b"`) {
+			t.Fatalf("b alerted at the end of input:\n%s", l)
+		}
+	}
+	if len(got) > 40 {
+		t.Fatalf("%d alerts: renotify ran on at the end of input", len(got))
+	}
 }

@@ -1,0 +1,90 @@
+package cep
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+func init() { register("rate", newRate) }
+
+// rate fires while the change between consecutive readings of a key, per
+// second of event time, is larger than MaxRate: |Δvalue / Δt| > MaxRate.
+// Readings with the same timestamp as the previous one give no rate (no
+// division by zero); the later one becomes the reference for the next.
+// It resolves at the first rate within MaxRate, so a spike up and back
+// down fires at the rise and resolves at the first reading after the fall.
+// Reason: "changed 12.5 in 0.5s = 25/s, max 10/s".
+type rate struct {
+	name  string
+	max   float64
+	renot time.Duration
+}
+
+func newRate(s Spec) (Detector, error) {
+	if !(s.MaxRate > 0) || math.IsInf(s.MaxRate, 0) {
+		return nil, errors.New("rate needs max_rate > 0 (the largest normal change per second)")
+	}
+	if s.Renotify < 0 {
+		return nil, errors.New("rate: renotify must not be negative")
+	}
+	return &rate{name: s.Name, max: s.MaxRate, renot: s.Renotify}, nil
+}
+
+func (r *rate) Name() string { return r.name }
+
+func (r *rate) Fingerprint() string { return "rate/1" }
+
+func (r *rate) NewState() State { return &rateState{d: r} }
+
+type rateState struct {
+	d *rate
+	Lifecycle
+	have bool    // a previous reading exists
+	ts   int64   // the previous reading's event time
+	v    float64 // and value
+}
+
+func (s *rateState) Observe(ev *Event, out *Emitter) {
+	d, v := s.d, ev.Value
+	if !finite(v) {
+		return
+	}
+	if dt := ev.TS - s.ts; s.have && dt > 0 {
+		change := v - s.v
+		sec := float64(dt) / 1000
+		r := change / sec
+		holds := math.Abs(r) > d.max
+		if emits(&s.Lifecycle, holds, ev.TS, d.renot) {
+			word := "max"
+			if !holds {
+				word = "within"
+			}
+			reason := fmt.Sprintf("changed %s in %ss = %s/s, %s %s/s", FormatValue(change), FormatValue(sec), FormatValue(r), word, FormatValue(d.max))
+			s.Set(holds, d.name, ev.Key, ev.TS, v, reason, d.renot, out)
+		}
+	}
+	s.have, s.ts, s.v = true, ev.TS, v
+}
+
+func (s *rateState) NextTimer() int64                { return NoTimer }
+func (s *rateState) Advance(string, int64, *Emitter) {}
+
+func (s *rateState) AppendState(b []byte) []byte {
+	b = append(b, 1)
+	b = appendLifecycle(b, &s.Lifecycle)
+	b = appendBool(b, s.have)
+	b = appendI64(b, s.ts)
+	return appendF64(b, s.v)
+}
+
+func (s *rateState) RestoreState(b []byte) error {
+	d := decoder{b: b}
+	d.version(1)
+	d.lifecycle(&s.Lifecycle)
+	s.have = d.bool1()
+	s.ts = d.i64()
+	s.v = d.f64()
+	return d.done()
+}
