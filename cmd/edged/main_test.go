@@ -208,3 +208,19 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestShippedConfigsCheck runs `edged check` on every file in configs/:
+// beyond the config's own rules, windows and detectors must build.
+func TestShippedConfigsCheck(t *testing.T) {
+	files, _ := filepath.Glob("../../configs/*.toml")
+	if len(files) < 5 {
+		t.Fatalf("only %d configs", len(files))
+	}
+	for _, f := range files {
+		cmd := exec.Command(edgedBin, "check", "-c", f)
+		cmd.Env = append(os.Environ(), "EDGED_BROKER_PASSWORD=test")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("edged check %s: %v\n%s", f, err, out)
+		}
+	}
+}
