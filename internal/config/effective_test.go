@@ -25,6 +25,15 @@ func checkRoundTrip(t *testing.T, c *Config) {
 			want.Sources[i].Password = "<redacted>"
 		}
 	}
+	want.Outputs = append([]Output(nil), c.Outputs...)
+	for i := range want.Outputs {
+		if want.Outputs[i].Password != "" {
+			want.Outputs[i].Password = "<redacted>"
+		}
+	}
+	if want.Broker.Password != "" {
+		want.Broker.Password = "<redacted>"
+	}
 	if !reflect.DeepEqual(*back, want) {
 		t.Errorf("round trip changed the config\n got %+v\nwant %+v\n--- effective:\n%s", *back, want, eff)
 	}
