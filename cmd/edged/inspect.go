@@ -173,26 +173,7 @@ func inspectLog(dir, device string, stdout io.Writer, from uint64) (err error) {
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	var b []byte
 	_, err = st.ReadLog(max(from, st.LogFirst()), 0, func(off uint64, e *store.Entry) error {
-		b = append(b[:0], `{"offset":`...)
-		b = strconv.AppendUint(b, off, 10)
-		if e.Kind == store.EntryIdle {
-			b = append(b, `,"idle":`...)
-			b = pipeline.AppendString(b, e.Source)
-		} else {
-			b = append(b, `,"source":`...)
-			b = pipeline.AppendString(b, e.Source)
-			b = append(b, `,"sensor":`...)
-			b = pipeline.AppendString(b, e.Sensor)
-			b = append(b, `,"metric":`...)
-			b = pipeline.AppendString(b, e.Metric)
-			b = append(b, `,"value":`...)
-			b = pipeline.AppendFloat(b, e.Value)
-			b = append(b, `,"ts":`...)
-			b = strconv.AppendInt(b, e.TS, 10)
-		}
-		b = append(b, `,"ingest":`...)
-		b = strconv.AppendInt(b, e.Ingest, 10)
-		b = append(b, "}\n"...)
+		b = appendEntryJSON(b[:0], off, e)
 		_, err := w.Write(b)
 		return err
 	})
@@ -437,26 +418,7 @@ func (s *salvager) print(off uint64) {
 	for i := range s.ch.Entries {
 		e := &s.ch.Entries[i]
 		o := off + uint64(i)
-		b := append(s.buf[:0], `{"offset":`...)
-		b = strconv.AppendUint(b, o, 10)
-		if e.Kind == store.EntryIdle {
-			b = append(b, `,"idle":`...)
-			b = pipeline.AppendString(b, e.Source)
-		} else {
-			b = append(b, `,"source":`...)
-			b = pipeline.AppendString(b, e.Source)
-			b = append(b, `,"sensor":`...)
-			b = pipeline.AppendString(b, e.Sensor)
-			b = append(b, `,"metric":`...)
-			b = pipeline.AppendString(b, e.Metric)
-			b = append(b, `,"value":`...)
-			b = pipeline.AppendFloat(b, e.Value)
-			b = append(b, `,"ts":`...)
-			b = strconv.AppendInt(b, e.TS, 10)
-		}
-		b = append(b, `,"ingest":`...)
-		b = strconv.AppendInt(b, e.Ingest, 10)
-		b = append(b, "}\n"...)
+		b := appendEntryJSON(s.buf[:0], o, e)
 		s.w.Write(b)
 		s.buf = b
 		if s.entries == 0 {
@@ -616,4 +578,30 @@ func (s *salvager) resume(from uint64) (k, v []byte, ok bool) {
 		}
 	}
 	return k, v, seek(hi)
+}
+
+// appendEntryJSON appends a log entry as the JSON line --log and --salvage
+// print: the reading with the field names edged batch's json format reads,
+// or an idle marker.
+func appendEntryJSON(b []byte, off uint64, e *store.Entry) []byte {
+	b = append(b, `{"offset":`...)
+	b = strconv.AppendUint(b, off, 10)
+	if e.Kind == store.EntryIdle {
+		b = append(b, `,"idle":`...)
+		b = pipeline.AppendString(b, e.Source)
+	} else {
+		b = append(b, `,"source":`...)
+		b = pipeline.AppendString(b, e.Source)
+		b = append(b, `,"sensor":`...)
+		b = pipeline.AppendString(b, e.Sensor)
+		b = append(b, `,"metric":`...)
+		b = pipeline.AppendString(b, e.Metric)
+		b = append(b, `,"value":`...)
+		b = pipeline.AppendFloat(b, e.Value)
+		b = append(b, `,"ts":`...)
+		b = strconv.AppendInt(b, e.TS, 10)
+	}
+	b = append(b, `,"ingest":`...)
+	b = strconv.AppendInt(b, e.Ingest, 10)
+	return append(b, "}\n"...)
 }
