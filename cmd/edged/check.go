@@ -41,6 +41,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", *path, err)}
 	}
+	// Valid but unsafe: said on stderr, the exit status stays 0.
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	_, err = stdout.Write(cfg.Effective())
 	return err
 }

@@ -76,7 +76,7 @@ type = "tumbling"
 size = "10s"
 sise = "5s"
 `, []string{`edged.toml:5: window[0] "temp_10s": unknown key "sise" (did you mean "size"? allowed: name, type, size,`}, 5},
-		{"unknown top-level array", "[[sources]]\nname = \"a\"\n", []string{`unknown key "sources" (did you mean "source"?`, "allowed: device, pipeline, store, broker, source, window, detector, output, log"}, 1},
+		{"unknown top-level array", "[[sources]]\nname = \"a\"\n", []string{`unknown key "sources" (did you mean "source"?`, "allowed: device, pipeline, store, broker, http, source, window, detector, output, log"}, 1},
 		{"unknown device key", "[device]\nid = \"gw\"\nidd = \"x\"\n", []string{`edged.toml:3: device: unknown key "idd" (did you mean "id"?`}, 3},
 		{"unknown key without suggestion", "[log]\nlevel = \"info\"\ncolour = true\n", []string{`log: unknown key "colour" (allowed: level, format)`}, 3},
 		{"unknown dotted key", "pipeline.idle = \"1s\"\n", []string{`pipeline: unknown key "idle"`}, 1},

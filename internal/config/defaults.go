@@ -24,6 +24,7 @@ const (
 	DefaultQuarantineMax      = 10000
 	DefaultCommitInterval     = Duration(250 * time.Millisecond)
 	DefaultLogFormat          = "text"
+	DefaultHTTPListen         = "127.0.0.1:9464"
 )
 
 // DefaultAggregates are a window's aggregates when it lists none.
@@ -51,6 +52,12 @@ func (c *Config) setDefaults(m *meta) {
 	}
 	if c.Broker.Listen == "" {
 		c.Broker.Listen = "127.0.0.1:1883"
+	}
+	if unset("http.enabled", !c.HTTP.Enabled) {
+		c.HTTP.Enabled = true
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = DefaultHTTPListen
 	}
 
 	p := &c.Pipeline

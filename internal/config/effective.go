@@ -77,7 +77,7 @@ func keep(section, key string, elem, fv reflect.Value) bool {
 	switch {
 	case section == "device", section == "pipeline", section == "store", section == "log":
 		return true
-	case section == "broker":
+	case section == "broker", section == "http":
 		return key == "enabled" || elem.FieldByName("Enabled").Bool() && !fv.IsZero()
 	case key == "name", key == "type":
 		return true

@@ -34,6 +34,9 @@ func checkRoundTrip(t *testing.T, c *Config) {
 	if want.Broker.Password != "" {
 		want.Broker.Password = "<redacted>"
 	}
+	if want.HTTP.Token != "" {
+		want.HTTP.Token = "<redacted>"
+	}
 	if !reflect.DeepEqual(*back, want) {
 		t.Errorf("round trip changed the config\n got %+v\nwant %+v\n--- effective:\n%s", *back, want, eff)
 	}
@@ -196,6 +199,10 @@ commit_interval  = "250ms"
 
 [broker]
 enabled = false
+
+[http]
+enabled = true
+listen  = "127.0.0.1:9464"
 
 [log]
 level  = "info"

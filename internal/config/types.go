@@ -9,6 +9,7 @@ type Config struct {
 	Pipeline  Pipeline   `toml:"pipeline"`
 	Store     Store      `toml:"store"`
 	Broker    Broker     `toml:"broker"`
+	HTTP      HTTP       `toml:"http"`
 	Sources   []Source   `toml:"source"`
 	Windows   []Window   `toml:"window"`
 	Detectors []Detector `toml:"detector"`
@@ -48,6 +49,24 @@ type Broker struct {
 	// otherwise anyone who can reach Listen may connect.
 	Username string `toml:"username"`
 	Password string `toml:"password"`
+}
+
+// HTTP is the daemon's observability endpoint: /healthz (200 once the
+// pipeline has caught up with the log after recovery, 503 before and while
+// stopping), /metrics (Prometheus text format) and /status (JSON).
+type HTTP struct {
+	// Enabled: default true (on the loopback address, so only the gateway
+	// itself can reach it).
+	Enabled bool `toml:"enabled"`
+	// Listen is the TCP address. Default "127.0.0.1:9464" (9464 is the
+	// port of OpenTelemetry's Prometheus exporter; set another one if
+	// something else on the gateway uses it). ":9464" or "0.0.0.0:9464"
+	// listens on every interface: set Token then.
+	Listen string `toml:"listen"`
+	// Token, when set, is required of every request as
+	// "Authorization: Bearer <token>". A secret: take it from the
+	// environment ("${EDGED_HTTP_TOKEN}"); it is never logged or printed.
+	Token string `toml:"token"`
 }
 
 // Pipeline holds the event-time settings shared by all windows.

@@ -42,6 +42,7 @@ func (c *Config) validate(m *meta) {
 	v.pipeline(&c.Pipeline)
 	v.store(&c.Store)
 	v.brokerSection(&c.Broker)
+	v.httpSection(&c.HTTP)
 
 	sourceNames := map[string]bool{}
 	names := map[string]string{}
@@ -120,6 +121,20 @@ func (v validator) brokerSection(b *Broker) {
 	}
 	if (b.Username == "") != (b.Password == "") {
 		v.add(l.child("password"), "set both username and password, or neither")
+	}
+}
+
+func (v validator) httpSection(h *HTTP) {
+	if !h.Enabled {
+		return
+	}
+	l := loc{key: "http", disp: "http"}
+	if _, port, err := net.SplitHostPort(h.Listen); err != nil || port == "" {
+		v.add(l.child("listen"), "invalid address %q: use host:port, e.g. %q (this gateway only) or \":9464\" for every interface (then set token)", h.Listen, DefaultHTTPListen)
+	}
+	if strings.ContainsFunc(h.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		// Never echo a secret.
+		v.add(l.child("token"), "the token contains spaces or control characters (a trailing newline from a file?): it could not be sent in an Authorization header")
 	}
 }
 
