@@ -17,6 +17,7 @@ import (
 	"github.com/edged/edged/ingest"
 	"github.com/edged/edged/internal/broker"
 	"github.com/edged/edged/internal/config"
+	"github.com/edged/edged/internal/httpapi"
 	"github.com/edged/edged/internal/runner"
 	"github.com/edged/edged/pipeline"
 	"github.com/edged/edged/store"
@@ -254,6 +255,28 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 		}()
 	}
 
+	// HTTP endpoint ([http]): /healthz, /metrics, /status, until runDaemon
+	// returns. It never touches the runner's goroutine: it reads the
+	// snapshots the runner publishes (Observe), the sources' and outputs'
+	// Stats, and counts readings per source on their way to the appender
+	// (srcApp). /healthz is 200 once the log as it is now has been replayed.
+	var api *httpapi.Server // nil when disabled: its methods do nothing
+	var srcApp ingest.Appender = app
+	if cfg.HTTP.Enabled {
+		obs := run.Observe()
+		defer obs.Close()
+		var hs []httpapi.Source
+		for _, s := range cfg.Sources {
+			hs = append(hs, httpapi.Source{Name: s.Name, Type: s.Type})
+		}
+		api = httpapi.New(httpapi.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Device: cfg.Device.ID, Version: version,
+			Logger: log, Store: st, Appender: app, Runner: obs, RecoverFrom: run.Offset(), RecoverTo: st.LogEnd(),
+			Sources: hs, Outputs: outs})
+		srcApp = api.Appender(app)
+		api.Start(ctx)
+		defer api.Close()
+	}
+
 	appCtx, appStop := context.WithCancel(context.Background())
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.Run(appCtx) }()
@@ -292,10 +315,11 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 				TopicTemplate: s.TopicTemplate, Format: s.Format, Opts: decoderOptions(s), Logger: log, Clock: clk,
 				Relay: func(rs []store.Record) error { _, err := st.AppendOutbox(rs); return err }}
 		}
+		api.AddSource(s.Name, src)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := src.Run(srcCtx, app); err != nil && !errors.Is(err, context.Canceled) {
+			if err := src.Run(srcCtx, srcApp); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("source stopped", "source", s.Name, "err", err)
 				srcErr <- err
 			}

@@ -69,9 +69,9 @@ type Runner struct {
 	curIngest int64 // ingest time of the entry being processed
 	buf       []byte
 
-	cpCh   chan *store.Checkpoint
-	cpDone chan error
-	cpBusy bool
+	cpCh     chan *store.Checkpoint
+	cpDone   chan error
+	cpBusy   bool
 	quit     chan struct{} // closed to stop retrying a checkpoint at shutdown
 	quitOnce sync.Once
 
