@@ -187,6 +187,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	if st.Opened.Unclean {
 		log.Warn("the previous run did not stop cleanly; the data file was checked and is consistent", "path", st.Path())
 	}
+	tightenDataPerms(cfg.Device.DataDir, st.Path(), log)
 	if st.Opened.PrevDeviceID != "" {
 		log.Warn("device id changed for this data dir", "was", st.Opened.PrevDeviceID, "now", cfg.Device.ID)
 	}
@@ -370,4 +371,22 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	default:
 	}
 	return nil
+}
+
+// tightenDataPerms keeps the data file to the daemon's user: a file that
+// others may read (copied in, or made by an older build) is set to 0600.
+// A data dir that others may enter is only warned about, with the fix: it
+// may be a directory the operator chose and shares (store.Open creates a
+// missing one 0700).
+func tightenDataPerms(dir, file string, log *slog.Logger) {
+	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(file, 0o600); err != nil {
+			log.Warn("the data file is readable by other users and could not be set to 0600", "path", file, "mode", fi.Mode().Perm().String(), "err", err)
+		} else {
+			log.Warn("the data file was readable by other users: set to 0600", "path", file, "was", fi.Mode().Perm().String())
+		}
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the data dir is open to other users; the data file is not, but to keep it to edged's user run: chmod 700 "+dir, "path", dir, "mode", fi.Mode().Perm().String())
+	}
 }
