@@ -147,6 +147,11 @@ func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 	for _, w := range cfg.Engine.Windows {
 		known[w.Name] = true
 	}
+	for _, d := range cfg.Engine.Detectors {
+		if d.Detector != nil {
+			known["detector/"+d.Detector.Name()] = true
+		}
+	}
 	for _, op := range ops {
 		if !known[op] && !contains(r.dropOps, op) {
 			r.dropOps = append(r.dropOps, op)
