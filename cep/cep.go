@@ -111,6 +111,10 @@ type Spec struct {
 	Min, Max     *float64      // range: physically possible values
 	Renotify     time.Duration // re-send "firing" every so often while it holds (event time)
 	Pattern      *PatternSpec  // pattern
+	// ProcessingTime lets the pipeline also drive the states' timers in
+	// processing time while the whole input stopped (deadman only: see
+	// [ProcessingTimer] and [UsesProcessingTime]).
+	ProcessingTime bool
 }
 
 // PatternSpec configures a pattern detector (see pattern.go).
@@ -159,7 +163,30 @@ func New(s Spec) (Detector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("detector %q: %w", s.Name, err)
 	}
+	if s.ProcessingTime && !UsesProcessingTime(d) {
+		return nil, fmt.Errorf("detector %q: processing_time is only for deadman detectors", s.Name)
+	}
 	return d, nil
+}
+
+// processingTimed is implemented by detectors configured to run their
+// states' timers in processing time too.
+type processingTimed interface {
+	ProcessingTime() bool
+}
+
+// UsesProcessingTime reports whether d was configured with processing
+// time (Spec.ProcessingTime) and its states implement [ProcessingTimer].
+// The pipeline then calls AdvanceProcessing on its keys when it is told,
+// through the log, that the processing time advanced while every source
+// was idle.
+func UsesProcessingTime(d Detector) bool {
+	p, ok := d.(processingTimed)
+	if !ok || !p.ProcessingTime() {
+		return false
+	}
+	_, ok = d.NewState().(ProcessingTimer)
+	return ok
 }
 
 // Lifecycle turns a condition into alert transitions: firing once when it

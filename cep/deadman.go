@@ -26,19 +26,27 @@ func init() { register("deadman", newDeadman) }
 // The watermark only advances while some source delivers (idle sources
 // leave the minimum, but if every source is idle it stands still), so a
 // gateway whose whole input stopped raises no deadman alert in event time.
-// For that case the state also implements [ProcessingTimer]:
-// AdvanceProcessing applies the same rule with processing time now in
-// place of the watermark, comparing it with the last reading's event time
-// (so it assumes the sensors' clocks roughly agree with the gateway's).
-// Alerts it raises have the same identity (TS = last + Duration) as the
-// event-time rule would give, so an event-time replay after a restart does
-// not add a second one; but it depends on the wall clock, so it is not
-// part of the exactly-once output, and it should be called only while
-// the input is idle, never while replaying a backlog.
+// For that case, with processing_time = true (Spec.ProcessingTime), the
+// state also implements [ProcessingTimer]: AdvanceProcessing applies the
+// same rule with processing time now in place of the watermark, comparing
+// it with the last reading's event time (so it assumes the sensors' clocks
+// roughly agree with the gateway's). Alerts it raises have the same
+// identity (TS = last + Duration) as the event-time rule would give, so
+// when the watermark later passes that time no second alert is raised.
+//
+// The pipeline calls AdvanceProcessing only on a processing-time tick
+// taken from the ingest log (the daemon writes one while every source is
+// idle and a key is due), never from the wall clock directly: a replay of
+// the log meets the same ticks at the same places, so these alerts are part
+// of the exactly-once output like any other. Before it, the pipeline hands
+// the key the readings still waiting for the watermark (they are data: a
+// key that sent them is not silent), so silence counts from the newest
+// reading the key sent, released or not.
 type deadman struct {
 	name  string
 	dur   int64 // ms
 	renot time.Duration
+	proc  bool // processing_time
 }
 
 // ProcessingTimer is implemented by states that can also be driven by
@@ -57,8 +65,12 @@ func newDeadman(s Spec) (Detector, error) {
 	if s.Renotify < 0 {
 		return nil, errors.New("deadman: renotify must not be negative")
 	}
-	return &deadman{name: s.Name, dur: max(1, s.Duration.Milliseconds()), renot: s.Renotify}, nil
+	return &deadman{name: s.Name, dur: max(1, s.Duration.Milliseconds()), renot: s.Renotify, proc: s.ProcessingTime}, nil
 }
+
+// ProcessingTime reports whether the detector was configured with
+// processing_time = true.
+func (m *deadman) ProcessingTime() bool { return m.proc }
 
 func (m *deadman) Name() string { return m.name }
 

@@ -1,6 +1,7 @@
 package cep
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,5 +83,19 @@ func TestDeadmanProcessingTime(t *testing.T) {
 	st.Observe(&Event{Key: "k", Value: 21, TS: minute(7)}, &out)
 	if !matches(out.Alerts, []wantAlert{firingAt(minute(5), 20, "no reading for 5m0s"), resolvedAt(minute(7), 21, "after 7m0s")}) {
 		t.Fatalf("alerts:\n%s", fmtAlerts(out.Alerts))
+	}
+}
+
+// Only deadman takes processing_time, and only when it is asked for.
+func TestUsesProcessingTime(t *testing.T) {
+	if _, err := New(Spec{Name: "f", Type: "flatline", Duration: time.Minute, ProcessingTime: true}); err == nil ||
+		!strings.Contains(err.Error(), "processing_time is only for deadman") {
+		t.Fatalf("flatline with processing_time: %v", err)
+	}
+	for _, on := range []bool{false, true} {
+		d := mustNew(t, Spec{Type: "deadman", Duration: time.Minute, ProcessingTime: on})
+		if UsesProcessingTime(d) != on {
+			t.Fatalf("UsesProcessingTime = %v, want %v", !on, on)
+		}
 	}
 }

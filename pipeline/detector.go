@@ -42,7 +42,8 @@ type detectorOp struct {
 	out   cep.Emitter
 	ev    cep.Event // reused: no allocation per reading
 	late  int64
-	agg   int // index of Field in the window's aggregates, for OnWindow
+	agg   int  // index of Field in the window's aggregates, for OnWindow
+	proc  bool // cep.UsesProcessingTime: ProcessingTick drives its keys
 	// restoring: set by BeginRestore when stored state matches the shape.
 	restoring bool
 }
@@ -65,7 +66,8 @@ type detEvent struct {
 
 func newDetectorOp(e *Engine, spec DetectorSpec) *detectorOp {
 	return &detectorOp{e: e, spec: spec, name: spec.Detector.Name(),
-		filt: filter{spec.Sensors, spec.Metrics, spec.Sources}, keys: map[kkey]*detKey{}, agg: -1}
+		filt: filter{spec.Sensors, spec.Metrics, spec.Sources}, keys: map[kkey]*detKey{}, agg: -1,
+		proc: cep.UsesProcessingTime(spec.Detector)}
 }
 
 func (op *detectorOp) stateName() string { return "detector/" + op.name }
@@ -160,6 +162,41 @@ func (op *detectorOp) fire(dk *detKey, t int64) {
 		op.emit()
 	}
 	op.schedule(dk)
+}
+
+// processingTick runs the keys due at processing time now (a tick from
+// the log, while every source is idle), in the order (timer, key): the
+// readings waiting for the watermark with ts <= now reach the state first,
+// in order (they are the key's newest data: a key that sent them is not
+// silent), then AdvanceProcessing(key, now). The due keys are taken off
+// the heap first, so a state whose timer stays at or before now is run
+// once per tick.
+func (op *detectorOp) processingTick(now int64) {
+	var due []*detKey
+	for len(op.heap) > 0 && op.heap[0].timer <= now {
+		dk := op.heap[0]
+		op.heap.set(dk, noTimer)
+		due = append(due, dk)
+	}
+	for _, dk := range due {
+		op.touch(dk)
+		n := 0
+		for n < len(dk.buf) && dk.buf[n].ts <= now {
+			ev := &dk.buf[n]
+			op.ev = cep.Event{Key: dk.key, Source: ev.source, Sensor: ev.sensor, Metric: ev.metric, Value: ev.value, TS: ev.ts}
+			op.observe(dk, &op.ev)
+			n++
+		}
+		if n > 0 {
+			dk.buf = slices.Delete(dk.buf, 0, n)
+		}
+		if pt, ok := dk.st.(cep.ProcessingTimer); ok && dk.st.NextTimer() <= now {
+			op.out.Alerts = op.out.Alerts[:0]
+			pt.AdvanceProcessing(dk.key, now, &op.out)
+			op.emit()
+		}
+		op.schedule(dk)
+	}
 }
 
 // timerLimit is how far detector timers may run: the watermark, except at

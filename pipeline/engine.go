@@ -284,6 +284,56 @@ func (e *Engine) MarkIdle(source string, now int64) {
 	e.advance(e.combined())
 }
 
+// AllIdle reports whether the engine knows at least one source and every
+// one is marked idle: the whole input stopped, and the watermark stands
+// still until a reading arrives.
+func (e *Engine) AllIdle() bool {
+	for _, s := range e.sources {
+		if !s.idle {
+			return false
+		}
+	}
+	return len(e.sources) > 0
+}
+
+// ProcessingDue returns the earliest processing time (Unix ms) at which a
+// ProcessingTick would do something, or math.MaxInt64 when none would: while
+// some source is active, or no detector runs in processing time
+// (cep.UsesProcessingTime), or none of their keys has a reading waiting or
+// a timer set. The daemon writes a tick into the log when the clock
+// reaches it.
+func (e *Engine) ProcessingDue() int64 {
+	due := int64(noTimer)
+	if !e.AllIdle() || e.wm == MaxWatermark {
+		return due
+	}
+	for _, d := range e.dets {
+		if d.proc && len(d.heap) > 0 {
+			due = min(due, d.heap[0].timer)
+		}
+	}
+	return due
+}
+
+// ProcessingTick tells the engine that processing time reached now while
+// the whole input stopped: for each detector configured with processing
+// time (in config order), the keys due by now get their waiting readings
+// and cep.ProcessingTimer.AdvanceProcessing(key, now), and what they raise
+// is emitted like any alert. It does nothing while some source is active
+// (the watermark moves then) or after Flush. The daemon takes ticks from
+// the ingest log (store.EntryTick), so a replay meets them at the same
+// places and the run stays a function of the log.
+func (e *Engine) ProcessingTick(now int64) {
+	if !e.AllIdle() || e.wm == MaxWatermark {
+		return
+	}
+	for _, d := range e.dets {
+		if d.proc {
+			d.processingTick(now)
+		}
+	}
+}
+
 // SourceIdle reports whether the named source is marked idle.
 func (e *Engine) SourceIdle(name string) bool {
 	s := e.byName[name]

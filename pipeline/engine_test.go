@@ -435,3 +435,89 @@ func TestDeadmanEndOfInput(t *testing.T) {
 		t.Fatalf("%d alerts: renotify ran on at the end of input", len(got))
 	}
 }
+
+// TestDeadmanProcessingTime: with processing time, a deadman fires on
+// ticks while every source is idle, counting silence from a key's newest
+// reading, released by the watermark or still waiting for it; alerts have
+// the event-time identity (TS = last + duration), so the watermark passing
+// later adds none; a snapshot before the ticks gives the same alerts.
+func TestDeadmanProcessingTime(t *testing.T) {
+	det, err := cep.New(cep.Spec{Name: "dead", Type: "deadman", Duration: 5 * time.Second, ProcessingTime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newE := func() (*Engine, *collector) {
+		c := &collector{}
+		e, err := New(Config{Sources: []SourceSpec{{Name: "src", MaxOutOfOrderness: time.Second}},
+			Detectors: []DetectorSpec{{Detector: det}}}, c, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, c
+	}
+	e, c := newE()
+	// The watermark ends at 2999: a@3000 and b@4000 wait for it.
+	feed(t, e, "a@1000=1", "b@2000=2", "a@3000=3", "b@4000=4")
+	e.ProcessingTick(100000) // a source is active: the watermark rules
+	if due := e.ProcessingDue(); due != math.MaxInt64 {
+		t.Fatalf("ProcessingDue %d while the source is active", due)
+	}
+	expect(t, c.take())
+	e.MarkIdle("src", 0)
+	if !e.AllIdle() || e.ProcessingDue() != 3000 {
+		t.Fatalf("AllIdle %v, ProcessingDue %d, want 3000 (a's waiting reading)", e.AllIdle(), e.ProcessingDue())
+	}
+	snap := e.Snapshot()
+
+	ticks := func(e *Engine, c *collector) []string {
+		// At 6 s a's released reading (1 s) is 5 s old, but its waiting
+		// one (3 s) is not: a is not silent.
+		e.ProcessingTick(6000)
+		if due := e.ProcessingDue(); due != 8000 {
+			t.Fatalf("ProcessingDue %d after the first tick, want 8000", due)
+		}
+		e.ProcessingTick(8500)
+		e.ProcessingTick(9000)
+		e.ProcessingTick(60000)
+		return c.take()
+	}
+	want := []string{
+		`{"type":"alert","detector":"dead","key":"a","state":"firing","ts":8000,"value":3,"reason":"no reading for 5s (last at 1970-01-01T00:00:03Z)"}`,
+		`{"type":"alert","detector":"dead","key":"b","state":"firing","ts":9000,"value":4,"reason":"no reading for 5s (last at 1970-01-01T00:00:04Z)"}`,
+	}
+	expect(t, ticks(e, c), want...)
+	if due := e.ProcessingDue(); due != math.MaxInt64 {
+		t.Fatalf("ProcessingDue %d with every key firing", due)
+	}
+
+	// From the snapshot taken before the ticks: the same alerts.
+	e2, c2 := newE()
+	if _, err := e2.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ticks(e2, c2), want...)
+
+	// The input comes back: a's reading resolves it once the watermark
+	// passes it; b's silence in event time (4 s to 9 s) raises nothing more.
+	feed(t, e, "a@10000=5", "c@12000=6")
+	expect(t, c.take(),
+		`{"type":"alert","detector":"dead","key":"a","state":"resolved","ts":10000,"value":5,"reason":"reading again after 7s of silence (last at 1970-01-01T00:00:03Z)"}`)
+}
+
+// Without processing_time a stopped input raises nothing: the watermark
+// stands still and ticks are ignored.
+func TestDeadmanNoProcessingTime(t *testing.T) {
+	det, err := cep.New(cep.Spec{Name: "dead", Type: "deadman", Duration: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	e, _ := New(Config{Detectors: []DetectorSpec{{Detector: det}}}, c, 0)
+	feed(t, e, "a@1000=1", "b@2000=2")
+	e.MarkIdle("src", 0)
+	if due := e.ProcessingDue(); due != math.MaxInt64 {
+		t.Fatalf("ProcessingDue %d without processing_time", due)
+	}
+	e.ProcessingTick(1_000_000)
+	expect(t, c.take())
+}

@@ -169,7 +169,7 @@ func DecodeChunk(v []byte, ch *Chunk) error {
 	}
 	for i := range ch.Entries {
 		e := &ch.Entries[i]
-		if e.Kind != EntryReading && e.Kind != EntryIdle {
+		if e.Kind != EntryReading && e.Kind != EntryIdle && e.Kind != EntryTick {
 			return fmt.Errorf("entry %d: unknown kind %d", i, e.Kind)
 		}
 		if e.TS < ch.MinTS || e.TS > ch.MaxTS {

@@ -13,6 +13,12 @@ const (
 	// processing-time idleness rule written into the log, so that a replay
 	// makes the same decision at the same place.
 	EntryIdle uint8 = 1
+	// EntryTick is a processing-time tick: the daemon's wall clock
+	// (Ingest) while every source was idle, written so that detectors
+	// configured with processing_time (deadman) decide at the same place
+	// of the log in a replay. Source, Sensor, Metric, Value and TS are
+	// empty.
+	EntryTick uint8 = 2
 )
 
 // Entry is one entry of the ingest log.

@@ -582,14 +582,17 @@ func (s *salvager) resume(from uint64) (k, v []byte, ok bool) {
 
 // appendEntryJSON appends a log entry as the JSON line --log and --salvage
 // print: the reading with the field names edged batch's json format reads,
-// or an idle marker.
+// an idle marker or a processing-time tick.
 func appendEntryJSON(b []byte, off uint64, e *store.Entry) []byte {
 	b = append(b, `{"offset":`...)
 	b = strconv.AppendUint(b, off, 10)
-	if e.Kind == store.EntryIdle {
+	switch e.Kind {
+	case store.EntryIdle:
 		b = append(b, `,"idle":`...)
 		b = pipeline.AppendString(b, e.Source)
-	} else {
+	case store.EntryTick:
+		b = append(b, `,"tick":true`...)
+	default:
 		b = append(b, `,"source":`...)
 		b = pipeline.AppendString(b, e.Source)
 		b = append(b, `,"sensor":`...)

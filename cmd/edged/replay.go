@@ -231,6 +231,15 @@ func replayLog(cfg *config.Config, rng replayRange, eng *pipeline.Engine, stderr
 			inEngine = true
 			eng.MarkIdle(e.Source, e.Ingest)
 			inEngine = false
+		case store.EntryTick:
+			// A processing-time tick (deadman with processing_time): as
+			// the daemon applies it.
+			if rng.byIngest && !rng.contains(e.Ingest) {
+				return nil
+			}
+			inEngine = true
+			eng.ProcessingTick(e.Ingest)
+			inEngine = false
 		}
 		return nil
 	})

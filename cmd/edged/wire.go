@@ -107,7 +107,7 @@ func detectorSpecs(cfg *config.Config) ([]pipeline.DetectorSpec, error) {
 		spec := cep.Spec{Name: d.Name, Type: d.Type, Above: d.Above, Below: d.Below, Hysteresis: d.Hysteresis,
 			ForCount: d.ForCount, ForDuration: d.ForDuration.D(), Sigma: d.Sigma, Window: d.Window.D(), Alpha: d.Alpha,
 			Warmup: d.Warmup, MaxRate: d.MaxRate, Duration: d.Duration.D(), Tolerance: d.Tolerance, Min: d.Min, Max: d.Max,
-			Renotify: d.Renotify.D()}
+			Renotify: d.Renotify.D(), ProcessingTime: d.ProcessingTime}
 		if d.Type == "pattern" {
 			spec.Pattern = &cep.PatternSpec{Steps: d.Steps, NotFollowedBy: d.NotFollowedBy, Within: d.Within.D(), Times: d.Times, MaxPartial: d.MaxPartial}
 		}

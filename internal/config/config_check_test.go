@@ -198,6 +198,10 @@ func TestDetectorRules(t *testing.T) {
 		{"missing type", d, []string{`type: missing: set type = "threshold", "zscore", "mad", "rate", "flatline", "deadman", "range" or "pattern"`}, 1},
 		{"invalid type", d + "type = \"spike\"\n", []string{`type: invalid value "spike"`}, 3},
 		{"threshold without bounds", d + "type = \"threshold\"\n", []string{`above: missing: a threshold detector needs above = N and/or below = N`}, 1},
+		{"processing_time on another type", d + "type = \"flatline\"\nduration = \"1m\"\nprocessing_time = true\n",
+			[]string{`edged.toml:5: detector[0] "d": processing_time: processing_time is only for type = "deadman"`, `remove it from this flatline detector`}, 5},
+		{"processing_time without idleness", "[pipeline]\nidle_timeout = \"0s\"\n" + d + "type = \"deadman\"\nduration = \"1m\"\nprocessing_time = true\n",
+			[]string{`edged.toml:7: detector[0] "d": processing_time: processing_time needs idleness`, `set idle_timeout = "30s"`}, 7},
 		{"threshold nan", d + "type = \"threshold\"\nabove = nan\n", []string{`above: above must be a finite number`}, 4},
 		{"zscore without sigma", d + "type = \"zscore\"\nwindow = \"1h\"\n", []string{`sigma: a zscore detector needs sigma > 0`}, 1},
 		{"zscore negative sigma", d + "type = \"zscore\"\nwindow = \"1h\"\nsigma = -1\n", []string{`sigma: a zscore detector needs sigma > 0`}, 5},
@@ -468,5 +472,35 @@ func TestIngestKeys(t *testing.T) {
 	c, err := Parse("edged.toml", []byte("[[source]]\nname=\"m\"\ntype=\"mqtt\"\nbroker=\"tcp://b:1883\"\ntopics=[\"a/#\"]\nqos=0\n"))
 	if err != nil || c.Sources[0].CleanSession == nil || !*c.Sources[0].CleanSession {
 		t.Errorf("qos 0: clean session by default: %v", err)
+	}
+}
+
+// processing_time is off by default, and the effective config writes it
+// when it is on (so that it reads back the same).
+func TestDeadmanProcessingTime(t *testing.T) {
+	c, err := Parse("edged.toml", []byte("[[detector]]\nname = \"d\"\ntype = \"deadman\"\nduration = \"1m\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Detectors[0].ProcessingTime {
+		t.Fatal("processing_time on by default")
+	}
+	if strings.Contains(string(c.Effective()), "processing_time") {
+		t.Fatalf("effective config writes processing_time = false:\n%s", c.Effective())
+	}
+	c, err = Parse("edged.toml", []byte("[[detector]]\nname = \"d\"\ntype = \"deadman\"\nduration = \"1m\"\nprocessing_time = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff := c.Effective()
+	if !strings.Contains(string(eff), "processing_time = true") {
+		t.Fatalf("effective config without processing_time:\n%s", eff)
+	}
+	c2, err := Parse("effective.toml", eff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c2.Detectors[0].ProcessingTime {
+		t.Fatal("processing_time lost in the round trip")
 	}
 }

@@ -241,6 +241,12 @@ type Detector struct {
 	Tolerance   float64  `toml:"tolerance"`    // flatline
 	Min         *float64 `toml:"min"`          // range
 	Max         *float64 `toml:"max"`          // range
+
+	// ProcessingTime (deadman): also fire in processing time while the
+	// whole input stopped (every source idle, the watermark standing
+	// still). Default false: event time only.
+	ProcessingTime bool `toml:"processing_time"`
+
 	// Pattern (see cep/pattern.go): conditions in order, each followed by
 	// the next within Within; NotFollowedBy; Times for a counted single step.
 	Steps         []string `toml:"steps"`

@@ -66,6 +66,9 @@ func (c *Config) validate(m *meta) {
 		l := loc{key: "detector", disp: "detector"}.index(i, d.Name)
 		v.name(l, d.Name, "detector", names)
 		v.detector(l, d)
+		if d.ProcessingTime && d.Type == "deadman" && c.Pipeline.IdleTimeout <= 0 {
+			v.add(l.child("processing_time"), `processing_time needs idleness, but [pipeline] idle_timeout is 0s: set idle_timeout = "30s" (how long a silent source takes to count as stopped), or remove processing_time`)
+		}
 		if d.OnWindow != "" && !slices.ContainsFunc(c.Windows, func(w Window) bool { return w.Name == d.OnWindow }) {
 			v.add(l.child("on_window"), "no window named %q", d.OnWindow)
 		}
@@ -528,6 +531,9 @@ func (v validator) detector(l loc, d *Detector) {
 	}
 	if !v.oneOf(l.child("type"), d.Type, detectorTypes, true) {
 		return
+	}
+	if d.ProcessingTime && d.Type != "deadman" {
+		v.add(l.child("processing_time"), `processing_time is only for type = "deadman" (a key silent while the whole input stopped): remove it from this %s detector`, d.Type)
 	}
 	switch d.Type {
 	case "threshold":

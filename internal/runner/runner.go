@@ -12,8 +12,12 @@
 // records it produces again get the same seq and id, and nothing before O
 // is produced twice. Processing-time decisions that change results
 // (idleness) are written into the log as entries, so a replay takes them at
-// the same place. Early results (final: false) depend on processing time
-// and never enter the outbox.
+// the same place. So are processing-time ticks: while every source is idle
+// (the watermark stands still) and a detector with processing_time (deadman)
+// has a key due, the runner appends a store.EntryTick carrying the wall
+// clock, and the engine runs those keys at that time when it reads the
+// entry, live or in a replay. Early results (final: false) depend on
+// processing time and never enter the outbox.
 package runner
 
 import (
@@ -65,6 +69,7 @@ type Runner struct {
 
 	lastIngest map[string]int64 // per source: ingest time of its newest entry
 	idleSent   map[string]bool  // idle marker written, no reading since
+	lastTick   int64            // wall clock of the last tick written, Unix ms
 
 	curIngest int64 // ingest time of the entry being processed
 	buf       []byte
@@ -273,6 +278,8 @@ func (r *Runner) step(max int) (int, error) {
 			r.idleSent[e.Source] = false
 		case store.EntryIdle:
 			r.eng.MarkIdle(e.Source, e.Ingest)
+		case store.EntryTick:
+			r.eng.ProcessingTick(e.Ingest)
 		}
 		r.offset = off + 1
 		n++
@@ -327,14 +334,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-tick.C:
 			r.eng.Tick(r.cfg.Now().UnixMilli())
 			r.idle(ctx)
+			r.tick(ctx)
 		}
 	}
 }
 
-// idle writes an idle marker for each source silent for IdleTimeout.
-func (r *Runner) idle(ctx context.Context) {
+// idle writes an idle marker for each source silent for IdleTimeout. It
+// returns how many it handed to the appender.
+func (r *Runner) idle(ctx context.Context) (n int) {
 	if r.cfg.IdleTimeout <= 0 || r.app == nil {
-		return
+		return 0
 	}
 	now := r.cfg.Now().UnixMilli()
 	for name, last := range r.lastIngest {
@@ -346,8 +355,39 @@ func (r *Runner) idle(ctx context.Context) {
 		err := r.app.Append(ctx, store.AppendRequest{Entries: []store.Entry{{Kind: store.EntryIdle, Source: name, Ingest: now}}})
 		if err != nil {
 			r.idleSent[name] = false
+			continue
 		}
+		n++
 	}
+	return n
+}
+
+// TickEvery is the shortest interval between two processing-time ticks
+// the runner writes into the log.
+const TickEvery = time.Second
+
+// tick writes a processing-time tick into the log when, as far as the log
+// processed so far tells, every source is idle and a detector with
+// processing_time has a key due at the wall clock (Engine.ProcessingDue):
+// at most one every TickEvery, and none while nothing is due, so a stopped
+// gateway's log grows by one entry per alert, not per second. Whether the
+// tick does anything is decided when the engine reads it, in log order. It
+// reports whether it handed a tick to the appender.
+func (r *Runner) tick(ctx context.Context) bool {
+	if r.app == nil {
+		return false
+	}
+	now := r.cfg.Now().UnixMilli()
+	if r.eng.ProcessingDue() > now || (r.lastTick != 0 && now-r.lastTick < TickEvery.Milliseconds() && now >= r.lastTick) {
+		return false
+	}
+	r.lastTick = now
+	err := r.app.Append(ctx, store.AppendRequest{Entries: []store.Entry{{Kind: store.EntryTick, Ingest: now}}})
+	if err != nil {
+		r.log.Debug("processing-time tick not written", "err", err)
+		return false
+	}
+	return true
 }
 
 // Drain processes the rest of the log and takes a final checkpoint. Call it
