@@ -95,13 +95,15 @@ clean:
 # Pi OS; armhf for 32-bit Raspberry Pi OS, built for ARMv6 so that one
 # package runs on every Pi, Zero and 1 included; amd64 for PCs and tests.
 # The binaries are those of make cross (same names, same flags).
-# DEB_ARCHES picks some of them; DEB_MAINTAINER sets the Maintainer field.
+# DEB_ARCHES picks some of them; DEB_MAINTAINER sets the Maintainer field;
+# DEB_XZ_LEVEL the xz level (dpkg's default 6; the tests use 0, faster).
 .PHONY: deb
 DEB_ARCHES ?= arm64 armhf amd64
 DEB_MAINTAINER ?= edged maintainers <edged@localhost>
+DEB_XZ_LEVEL ?= 6
 deb:
 	@mkdir -p $(DIST)
-	@for a in $(DEB_ARCHES); do \
+	@debs=; for a in $(DEB_ARCHES); do \
 		case $$a in \
 		arm64) goenv="GOARCH=arm64"; bin=edged-linux-arm64;; \
 		armhf) goenv="GOARCH=arm GOARM=6"; bin=edged-linux-armv6;; \
@@ -110,9 +112,11 @@ deb:
 		esac; \
 		echo "CGO_ENABLED=0 GOOS=linux $$goenv $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$bin ./cmd/edged"; \
 		env CGO_ENABLED=0 GOOS=linux $$goenv $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$bin ./cmd/edged || exit 1; \
-		GO='$(GO)' DEB_MAINTAINER='$(DEB_MAINTAINER)' packaging/build-deb.sh $$a $(DIST)/$$bin '$(VERSION)' $(DIST) || exit 1; \
-	done
-	@ls -l $(DIST)/edged_*.deb | awk '{printf "%-48s %6.2f MiB\n", $$9, $$5/1048576}'
+		deb=$$(GO='$(GO)' DEB_MAINTAINER='$(DEB_MAINTAINER)' DEB_XZ_LEVEL='$(DEB_XZ_LEVEL)' \
+			packaging/build-deb.sh $$a $(DIST)/$$bin '$(VERSION)' $(DIST)) || exit 1; \
+		debs="$$debs $$deb"; \
+	done; \
+	ls -l $$debs | awk '{printf "%-48s %6.2f MiB\n", $$9, $$5/1048576}'
 
 # The binaries of make cross, end to end under qemu user emulation (arm64;
 # armv7; armv6 as the Pi Zero/1's ARM1176) against a real mosquitto and a
