@@ -23,12 +23,17 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/edged ./cmd/edged
 
 # The README's test command: every package's tests, then the ARM pass when
-# qemu-user-static is installed (.ci/run installs it).
+# qemu-user-static is installed, then the firmware tests when mosquitto and
+# socat are too (.ci/run installs all three): make test runs what make
+# firmware-test runs, and says what it skips.
 test:
 	$(GO) test -count=1 $(PKG)
 	@if command -v $(QEMU_ARM) >/dev/null && command -v $(QEMU_ARM64) >/dev/null; then \
-		$(MAKE) --no-print-directory test-arm; \
-	else echo "make test: skipping the ARM pass (qemu-user-static not installed; make test-arm)"; fi
+		$(MAKE) --no-print-directory test-arm test-armv6 || exit 1; \
+		if command -v socat >/dev/null && test -x /usr/sbin/mosquitto; then \
+			$(MAKE) --no-print-directory firmware-e2e || exit 1; \
+		else echo "make test: SKIPPING the firmware tests (socat or /usr/sbin/mosquitto not installed; make firmware-test)"; fi; \
+	else echo "make test: SKIPPING the ARM pass and the firmware tests (qemu-user-static not installed; make test-arm, make firmware-test)"; fi
 
 test-race:
 	$(GO) test -race -count=1 $(PKG)
@@ -118,18 +123,30 @@ deb:
 	done; \
 	ls -l $$debs | awk '{printf "%-48s %6.2f MiB\n", $$9, $$5/1048576}'
 
-# The binaries of make cross, end to end under qemu user emulation (arm64;
-# armv7; armv6 as the Pi Zero/1's ARM1176) against a real mosquitto and a
-# socat pseudo-terminal: the demo config boots; serial and MQTT readings go
-# through a window to an upstream broker across a SIGKILL and a restart,
-# nothing lost; SIGTERM stops cleanly (firmware-tests/README.md).
+# The firmware tests (firmware-tests/README.md): the unit tests under qemu
+# (test-arm; test-armv6), then firmware-e2e: the binaries of make cross, end
+# to end under qemu user emulation (arm64; armv7; armv6 as the Pi Zero/1's
+# ARM1176) against a real mosquitto and a socat pseudo-terminal: the demo
+# config boots; serial and MQTT readings go through a window to an upstream
+# broker across a SIGKILL and a restart, nothing lost, nothing twice by id;
+# SIGTERM exits 0 after a final checkpoint. make test runs the same.
 # FIRMWARE_TARGETS: NAME=BINARY [EMULATOR [ARGS...]] entries separated by ";".
-# On 2 cores: about 15 s after make cross.
-.PHONY: firmware-test
+# On 2 cores, warm build cache: firmware-e2e about 20 s after make cross,
+# test-armv6 about 20 s (2 minutes cold).
+.PHONY: firmware-test firmware-e2e test-armv6
 FIRMWARE_TARGETS ?= arm64=$(CURDIR)/$(DIST)/edged-linux-arm64 $(QEMU_ARM64);armv7=$(CURDIR)/$(DIST)/edged-linux-armv7 $(QEMU_ARM);armv6=$(CURDIR)/$(DIST)/edged-linux-armv6 $(QEMU_ARM) -cpu arm1176
-firmware-test: cross
+firmware-test: test-arm test-armv6 firmware-e2e
+
+firmware-e2e: cross
 	@command -v $(QEMU_ARM) >/dev/null && command -v $(QEMU_ARM64) >/dev/null || \
-		{ echo "firmware-test: $(QEMU_ARM) or $(QEMU_ARM64) not found: apt-get install qemu-user-static" >&2; exit 1; }
+		{ echo "firmware-e2e: $(QEMU_ARM) or $(QEMU_ARM64) not found: apt-get install qemu-user-static" >&2; exit 1; }
 	@command -v socat >/dev/null && test -x /usr/sbin/mosquitto || \
-		{ echo "firmware-test: needs socat and /usr/sbin/mosquitto: apt-get install socat mosquitto" >&2; exit 1; }
+		{ echo "firmware-e2e: needs socat and /usr/sbin/mosquitto: apt-get install socat mosquitto" >&2; exit 1; }
 	EDGED_FIRMWARE_TARGETS='$(FIRMWARE_TARGETS)' $(GO) test -tags firmware -count=1 -parallel 6 -timeout 15m -v ./firmware-tests/...
+
+# The store and pipeline tests built for ARMv6 and run as on a Pi Zero/1.
+ARMV6_PKGS := ./store/... ./pipeline/...
+test-armv6:
+	@command -v $(QEMU_ARM) >/dev/null || \
+		{ echo "test-armv6: $(QEMU_ARM) not found: apt-get install qemu-user-static" >&2; exit 1; }
+	GOARCH=arm GOARM=6 $(GO) test -count=1 -exec '$(QEMU_ARM) -cpu arm1176' $(ARMV6_PKGS)
