@@ -129,10 +129,14 @@ func TestEndToEnd(t *testing.T) {
 		dev := "fw-" + tc.Target.Name
 		sub := Subscribe(t, up.URL(), "fw-up-"+tc.Target.Name, "up/"+dev+"/#")
 		pty := StartSerialPty(t, tc.Path("tty"), tc.Path("tty-peer"))
+		// Its own HTTP port: the default, 127.0.0.1:9464, is one per machine.
+		httpAddr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		cfg := tc.WriteFile("edged.toml", fmt.Sprintf(`
 [device]
 id = %q
 data_dir = %q
+[http]
+listen = %q
 [pipeline]
 max_out_of_orderness = "0s"
 allowed_lateness = "0s"
@@ -166,7 +170,7 @@ qos = 1
 name = "local"
 type = "file"
 path = %q
-`, dev, tc.Path("data"), pty.Dev, in.URL(), up.URL(), tc.Path("out.jsonl")))
+`, dev, tc.Path("data"), httpAddr, pty.Dev, in.URL(), up.URL(), tc.Path("out.jsonl")))
 
 		pub, err := mqtttest.Dial(in.Addr, "fw-sensors-"+tc.Target.Name, 1, 20)
 		if err != nil {
@@ -267,6 +271,9 @@ path = %q
 			t.Errorf("the restart after SIGKILL did not notice the unclean stop; log:\n%s", app.Log())
 		}
 		sourcesUp(app)
+		if !Eventually(30*time.Second, func() bool { return HTTPStatus("http://"+httpAddr+"/healthz") == 200 }) {
+			t.Errorf("/healthz on %s: %d, want 200 once recovered; log:\n%s", httpAddr, HTTPStatus("http://"+httpAddr+"/healthz"), app.Log())
+		}
 		for i := killTick + 1; i <= lastTick; i++ {
 			serial(i)
 			time.Sleep(10 * time.Millisecond)
