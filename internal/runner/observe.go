@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,16 +39,12 @@ type Observer struct {
 	last  time.Time // the runner's goroutine only
 }
 
-// observers maps a *Runner to its *Observer: the runner publishes only while
-// it is observed.
-var observers sync.Map
-
 // Observe makes r publish a Snapshot about once a second, and at once when
-// it becomes ready, from its Run loop. Call it before Run, and Close the
-// Observer when done with the runner.
+// it becomes ready, from its Run loop. Call it before Run (one Observer per
+// Runner), and Close the Observer when done with the runner.
 func (r *Runner) Observe() *Observer {
 	o := &Observer{r: r, every: time.Second}
-	observers.Store(r, o)
+	r.obs.Store(o)
 	return o
 }
 
@@ -65,18 +60,17 @@ func (o *Observer) Ready() bool { return o.ready.Load() }
 func (o *Observer) LastCommit() time.Duration { return o.r.LastCommit() }
 
 // Close stops the publishing.
-func (o *Observer) Close() { observers.CompareAndDelete(o.r, o) }
+func (o *Observer) Close() { o.r.obs.CompareAndSwap(o, nil) }
 
 // publish is called by Run's loop, on the runner's goroutine, with the
 // loop's clock and whether the pipeline has caught up with the log. It
 // takes a snapshot if the runner is observed and the last one is a second
 // old, or the runner just became ready.
 func (r *Runner) publish(now time.Time, caughtUp bool) {
-	v, ok := observers.Load(r)
-	if !ok {
+	o := r.obs.Load()
+	if o == nil {
 		return
 	}
-	o := v.(*Observer)
 	became := caughtUp && !o.ready.Load()
 	if !became && !o.last.IsZero() && now.Sub(o.last) < o.every {
 		return

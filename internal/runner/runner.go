@@ -55,6 +55,7 @@ type Config struct {
 // Runner owns the engine. Run and Drain must be called from one goroutine.
 type Runner struct {
 	cfg Config
+	obs atomic.Pointer[Observer] // set by Observe, read by publish
 	st  *store.Store
 	app *store.Appender
 	eng *pipeline.Engine
