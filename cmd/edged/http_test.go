@@ -181,12 +181,15 @@ func TestHTTPEndpoint(t *testing.T) {
 			t.Errorf("no %q in /metrics:\n%s", want, metrics)
 		}
 	}
-	// Once the runner publishes its snapshots, the pipeline's figures
-	// are there too, and agree.
-	if strings.Contains(metrics, "edged_pipeline_readings_total") {
-		pollHTTP(t, d, base+"/metrics", "", 10*time.Second, func(code int, body string) bool {
-			return strings.Contains(body, "\nedged_pipeline_readings_total 500\n") && strings.Contains(body, "\nedged_pipeline_backlog_entries 0\n")
-		})
+	// The runner publishes its snapshots: the pipeline's figures are
+	// there too, and agree.
+	_, metrics = pollHTTP(t, d, base+"/metrics", "", 10*time.Second, func(code int, body string) bool {
+		return strings.Contains(body, "\nedged_pipeline_readings_total 500\n") && strings.Contains(body, "\nedged_pipeline_backlog_entries 0\n")
+	})
+	for _, want := range []string{"\nedged_watermark_lag_seconds{source=\"f\"} ", "\nedged_state_keys ", "\nedged_snapshot_age_seconds "} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("no %q in /metrics:\n%s", want, metrics)
+		}
 	}
 
 	code, body, err := httpGet(base+"/status", "")

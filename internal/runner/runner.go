@@ -312,6 +312,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		}
 		now := r.cfg.Now()
+		r.publish(now, caughtUp)
 		if now.Sub(r.lastCP) >= r.cfg.CheckpointInterval {
 			if err := r.checkpoint(ctx, false); err != nil {
 				if ctx.Err() != nil {
@@ -327,6 +328,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			caughtUp = true
 			r.log.Info("ready: pipeline caught up with the log", "offset", r.offset,
 				"replayed", r.Processed, "since_start", time.Since(r.started).Round(time.Millisecond))
+			r.publish(now, true)
 		}
 		select {
 		case <-ctx.Done():
