@@ -441,7 +441,9 @@ func checkUnit(t *testing.T, root string) {
 	}
 	const cfg = "/etc/edged/edged.toml"
 	want := map[string][]string{
-		"Type":                     {"simple"},
+		"Type":                     {"notify"},
+		"NotifyAccess":             {"main"},
+		"WatchdogSec":              {"60s"},
 		"User":                     {"edged"},
 		"Group":                    {"edged"},
 		"SupplementaryGroups":      {"dialout"},
@@ -468,7 +470,7 @@ func checkUnit(t *testing.T, root string) {
 			t.Errorf("edged.service: %s=%q, want %q", k, settings[k], v)
 		}
 	}
-	for _, k := range []string{"PrivateDevices", "ProtectClock", "DynamicUser", "WatchdogSec"} {
+	for _, k := range []string{"PrivateDevices", "ProtectClock", "DynamicUser"} {
 		if settings[k] != nil {
 			t.Errorf("edged.service: %s is set; it would keep edged from its serial ports, its clock check or its user", k)
 		}

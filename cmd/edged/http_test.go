@@ -43,10 +43,13 @@ type logged struct {
 	done chan struct{}
 }
 
-func startLogged(t *testing.T, cfg string) *logged {
+func startLogged(t *testing.T, cfg string, env ...string) *logged {
 	t.Helper()
 	d := &logged{cmd: exec.Command(edgedBin, "run", "-c", cfg), log: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd.Stderr = d.log
+	if env != nil {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

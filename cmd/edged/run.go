@@ -19,6 +19,7 @@ import (
 	"github.com/edged/edged/internal/config"
 	"github.com/edged/edged/internal/httpapi"
 	"github.com/edged/edged/internal/runner"
+	"github.com/edged/edged/internal/sdnotify"
 	"github.com/edged/edged/pipeline"
 	"github.com/edged/edged/store"
 )
@@ -50,6 +51,7 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	sd := sdnotify.FromEnv()  // systemd, in a Type=notify unit; else nil
 	var feed *ingest.LineFeed // stdin, read across reloads
 	for _, s := range cfg.Sources {
 		if s.Type == "stdin" {
@@ -66,6 +68,9 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 				reload.Store(sig == syscall.SIGHUP)
 				if sig == syscall.SIGHUP {
 					log.Info("SIGHUP: reloading the config", "file", cfg.File)
+					_ = sd.Send("RELOADING=1") // runDaemon says READY=1 again
+				} else {
+					_ = sd.Send("STOPPING=1")
 				}
 				cancel()
 			case <-ctx.Done():
@@ -261,11 +266,11 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	// snapshots the runner publishes (Observe), the sources' and outputs'
 	// Stats, and counts readings per source on their way to the appender
 	// (srcApp). /healthz is 200 once the log as it is now has been replayed.
+	obs := run.Observe() // for the HTTP endpoint and the systemd watchdog
+	defer obs.Close()
 	var api *httpapi.Server // nil when disabled: its methods do nothing
 	var srcApp ingest.Appender = app
 	if cfg.HTTP.Enabled {
-		obs := run.Observe()
-		defer obs.Close()
 		var hs []httpapi.Source
 		for _, s := range cfg.Sources {
 			hs = append(hs, httpapi.Source{Name: s.Name, Type: s.Type})
@@ -329,7 +334,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	log.Info("edged running", "device", cfg.Device.ID, "data", st.Path(), "sources", len(cfg.Sources), "windows", len(specs),
 		"log_offset", run.Offset(), "log_end", st.LogEnd())
 
+	sdStop := notifySystemd(obs, log)
 	runErr := run.Run(ctx)
+	sdStop()
 	// Shutdown, in order.
 	srcStop()
 	wg.Wait()
@@ -388,5 +395,60 @@ func tightenDataPerms(dir, file string, log *slog.Logger) {
 	}
 	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("the data dir is open to other users; the data file is not, but to keep it to edged's user run: chmod 700 "+dir, "path", dir, "mode", fi.Mode().Perm().String())
+	}
+}
+
+// notifySystemd tells systemd (a Type=notify unit) that edged runs:
+// READY=1 now, as the pipeline starts (recovery of a long log may take a
+// while, and counts as running: /healthz says when it is done), then, with
+// WatchdogSec= set, WATCHDOG=1 every quarter of it while the runner's loop
+// is alive, judged by the snapshots it publishes about once a second: a
+// loop stuck for half the watchdog time (at least 3 s) stops the pings,
+// and systemd restarts edged once the whole of it has passed. The returned function
+// stops the pings (cmdRun says STOPPING=1 or RELOADING=1 when a signal
+// comes). Without $NOTIFY_SOCKET it does nothing.
+func notifySystemd(obs *runner.Observer, log *slog.Logger) (stop func()) {
+	sd := sdnotify.FromEnv()
+	if sd == nil {
+		return func() {}
+	}
+	if err := sd.Send("READY=1"); err != nil {
+		log.Warn("could not tell systemd edged is running", "err", err)
+	}
+	wd := sdnotify.WatchdogInterval()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	if wd > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(wd / 4)
+			defer tick.Stop()
+			stalled := false
+			stale := max(wd/2, 3*time.Second) // snapshots come about once a second
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				snap := obs.Snapshot()
+				if snap == nil || time.Since(snap.Taken) > stale {
+					if !stalled {
+						log.Error("the pipeline loop is stuck: no more watchdog pings, systemd will restart edged", "watchdog", wd)
+					}
+					stalled = true
+					continue
+				}
+				stalled = false
+				if err := sd.Send("WATCHDOG=1"); err != nil {
+					log.Warn("watchdog ping failed", "err", err)
+				}
+			}
+		}()
+	}
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
