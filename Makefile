@@ -15,7 +15,7 @@ ARM_PKGS   := ./store/... ./pipeline/... ./internal/sketch/... ./sensors/...
 QEMU_ARM   ?= $(firstword $(shell command -v qemu-arm-static qemu-arm 2>/dev/null) qemu-arm-static)
 QEMU_ARM64 ?= $(firstword $(shell command -v qemu-aarch64-static qemu-aarch64 2>/dev/null) qemu-aarch64-static)
 
-.PHONY: all build test test-race test-crash test-integration test-arm bench bench-go bench-e2e cross lint fuzz clean
+.PHONY: all build test test-race test-crash test-integration test-arm bench bench-go bench-e2e bench-footprint cross lint fuzz clean
 
 all: build
 
@@ -68,6 +68,12 @@ bench-go:
 
 bench-e2e: build
 	./scripts/bench-batch.sh $(DIST)/edged
+	$(MAKE) --no-print-directory bench-footprint
+
+# Footprint (issue 7): binary sizes, RSS with 1,000 and 100,000 sensors,
+# start to ready, CPU under qemu arm64; about 12 minutes on 2 cores.
+bench-footprint: build cross
+	./scripts/bench-footprint.sh $(DIST)
 
 # Static binaries for the gateways: arm64, armv7 (Pi 2/3, 32-bit OS),
 # armv6 (Pi Zero/1) and amd64.
