@@ -266,6 +266,28 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	// snapshots the runner publishes (Observe), the sources' and outputs'
 	// Stats, and counts readings per source on their way to the appender
 	// (srcApp). /healthz is 200 once the log as it is now has been replayed.
+	// Every 5 s, the data file's pages leave edged's memory map (they stay
+	// in the page cache): see store.ReleaseMapped.
+	relCtx, relStop := context.WithCancel(ctx)
+	relDone := make(chan struct{})
+	go func() {
+		defer close(relDone)
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-relCtx.Done():
+				return
+			case <-tick.C:
+				if err := st.ReleaseMapped(); err != nil {
+					log.Warn("could not release mapped pages", "err", err)
+					return
+				}
+			}
+		}
+	}()
+	defer func() { relStop(); <-relDone }()
+
 	obs := run.Observe() // for the HTTP endpoint and the systemd watchdog
 	defer obs.Close()
 	var api *httpapi.Server // nil when disabled: its methods do nothing
