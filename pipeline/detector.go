@@ -44,6 +44,8 @@ type detectorOp struct {
 	late  int64
 	agg   int  // index of Field in the window's aggregates, for OnWindow
 	proc  bool // cep.UsesProcessingTime: ProcessingTick drives its keys
+	// deltaPerKey is the bytes per key of the last Delta, to size the next.
+	deltaPerKey int
 	// restoring: set by BeginRestore when stored state matches the shape.
 	restoring bool
 }

@@ -287,7 +287,7 @@ func TestPropertyDirectEncoding(t *testing.T) {
 		for i := range ws {
 			ws[i].AllowedLateness = time.Second
 		}
-		e, err := New(Config{DefaultOutOfOrderness: time.Second, Windows: ws}, &collector{}, 0)
+		e, err := New(Config{DefaultOutOfOrderness: time.Second, Windows: ws, Detectors: testDetectors(t)}, &collector{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,6 +307,18 @@ func TestPropertyDirectEncoding(t *testing.T) {
 				}
 				if got := ks.appendMsg(nil, &sk); !bytes.Equal(got, want) {
 					t.Fatalf("window %s key %s: direct encoding differs\n got %x\nwant %x", op.spec.Name, ks.key, got, want)
+				}
+			}
+		}
+		for _, dop := range e.dets {
+			for _, dk := range dop.keys {
+				st := dk.state()
+				want, err := st.MarshalMsg(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := dk.appendMsg(nil, &sk); !bytes.Equal(got, want) {
+					t.Fatalf("detector %s key %s: direct encoding differs\n got %x\nwant %x", dop.name, dk.key, got, want)
 				}
 			}
 		}

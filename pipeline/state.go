@@ -312,19 +312,57 @@ func (e *Engine) AppendDelta(d *Delta) error {
 		op.dirty = op.dirty[:0]
 	}
 	for _, dop := range e.dets {
+		// As for the windows: one buffer for all keys and values.
+		per := dop.deltaPerKey
+		if per == 0 {
+			per = 128
+		}
+		buf := make([]byte, 0, len(dop.dirty)*per*5/4)
+		type span struct{ k1, v1 int } // key [start, k1), value [k1, v1)
+		spans := make([]span, 0, len(dop.dirty))
 		for _, dk := range dop.dirty {
 			dk.dirty = false
-			st := dk.state()
-			v, err := st.MarshalMsg(nil)
-			if err != nil {
-				return err
-			}
-			d.Keys = append(d.Keys, KeyDelta{Op: dop.stateName(), Key: StoreKey(dk.k.a, dk.k.b), Value: v})
+			buf = append(buf, dk.k.a...)
+			buf = append(buf, 0)
+			buf = append(buf, dk.k.b...)
+			k1 := len(buf)
+			buf = dk.appendMsg(buf, &e.skBuf)
+			spans = append(spans, span{k1, len(buf)})
+		}
+		if len(dop.dirty) > 0 {
+			dop.deltaPerKey = len(buf)/len(dop.dirty) + 1
+		}
+		name, start := dop.stateName(), 0
+		for _, sp := range spans {
+			d.Keys = append(d.Keys, KeyDelta{Op: name, Key: buf[start:sp.k1:sp.k1], Value: buf[sp.k1:sp.v1:sp.v1]})
+			start = sp.v1
 		}
 		clear(dop.dirty)
 		dop.dirty = dop.dirty[:0]
 	}
 	return nil
+}
+
+// appendMsg appends dk encoded exactly as DetKeyState.MarshalMsg encodes
+// dk.state(), without building the DetKeyState; scratch holds the cep
+// state's encoding meanwhile (a test checks the two agree).
+func (dk *detKey) appendMsg(b []byte, scratch *[]byte) []byte {
+	b = msgp.AppendArrayHeader(b, 4)
+	b = msgp.AppendString(b, dk.k.a)
+	b = msgp.AppendString(b, dk.k.b)
+	*scratch = dk.st.AppendState((*scratch)[:0])
+	b = msgp.AppendBytes(b, *scratch)
+	b = msgp.AppendArrayHeader(b, uint32(len(dk.buf)))
+	for i := range dk.buf {
+		ev := &dk.buf[i]
+		b = msgp.AppendArrayHeader(b, 5)
+		b = msgp.AppendInt64(b, ev.ts)
+		b = msgp.AppendFloat64(b, ev.value)
+		b = msgp.AppendString(b, ev.sensor)
+		b = msgp.AppendString(b, ev.metric)
+		b = msgp.AppendString(b, ev.source)
+	}
+	return b
 }
 
 // appendMsg appends ks encoded exactly as KeyState.MarshalMsg encodes
