@@ -53,7 +53,7 @@ func TestDemoBoots(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tc *TestCase) {
 		port := FreePort(t)
 		app := tc.StartEdged(filepath.Join(repoRoot(), "configs", "demo.toml"),
-			"EDGED_DEMO_DIR="+tc.Path("demo-data"), "EDGED_DEMO_PORT="+strconv.Itoa(port))
+			"EDGED_DEMO_DIR="+tc.Path("demo-data"), "EDGED_DEMO_PORT="+strconv.Itoa(port), "EDGED_DEMO_HTTP_PORT="+strconv.Itoa(FreePort(t)))
 		m := app.Find(brokerAddrRE)
 		if m == nil {
 			t.Fatalf("no %q in the log:\n%s", brokerAddrRE, app.Log())

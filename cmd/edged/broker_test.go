@@ -37,6 +37,8 @@ func brokerConfig(t *testing.T, broker string) string {
 [device]
 id = "gw-broker"
 data_dir = %q
+[http]
+enabled = false
 [broker]
 enabled = true
 %s

@@ -166,7 +166,8 @@ func TestDemoConfig(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	cmd := exec.Command(edgedBin, "run", "-c", "../../configs/demo.toml")
-	cmd.Env = append(os.Environ(), "EDGED_DEMO_DIR="+t.TempDir(), fmt.Sprint("EDGED_DEMO_PORT=", port))
+	_, httpPort, _ := strings.Cut(freePort(t), ":")
+	cmd.Env = append(os.Environ(), "EDGED_DEMO_DIR="+t.TempDir(), fmt.Sprint("EDGED_DEMO_PORT=", port), "EDGED_DEMO_HTTP_PORT="+httpPort)
 	var so, se syncBuffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	if err := cmd.Start(); err != nil {
