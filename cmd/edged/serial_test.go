@@ -130,7 +130,7 @@ func TestSerialRunUnplug(t *testing.T) {
 	d := startDaemon(t, cfg)
 	d.waitFor(t, regexp.MustCompile(`serial port opened`), 10*time.Second)
 
-	const base = 1_700_000_000_000
+	const base int64 = 1_700_000_000_000
 	p.write(t, "sensor,ts,value\n")
 	p.write(t, fmt.Sprintf("s1,%d,1\ns1,%d,2\n", base+100, base+500))
 	p.write(t, "s1,not-a-time,9\n")
