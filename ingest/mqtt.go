@@ -429,7 +429,8 @@ func (s *MQTT) connect(ctx context.Context, log *slog.Logger, handler mqtt.Messa
 	dialer := &net.Dialer{Timeout: ct}
 	dialCtx, stopDial := context.WithCancel(ctx)
 	defer stopDial()
-	dialer.Cancel = dialCtx.Done() //nolint:staticcheck // the dial must end when edged stops, and paho takes no context
+	//lint:ignore SA1019 the dial must end when edged stops, and paho's custom dial function takes no context
+	dialer.Cancel = dialCtx.Done()
 	o.SetCustomOpenConnectionFn(mqttconn.Dial(dialer, tlsCfg, ct))
 	c := mqtt.NewClient(o)
 	tok := c.Connect()

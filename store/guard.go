@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/tinylib/msgp/msgp"
@@ -42,31 +43,32 @@ func ReadGuard(path string, err *error, inEngine *bool) func() {
 	}
 }
 
-var touchSink byte
-
 // touchAll reads every page of every bucket: every branch and leaf page,
 // the first and last byte of each key and value.
 func touchAll(db *bolt.DB) error {
-	return db.View(func(tx *bolt.Tx) error {
+	var sink byte // what was read, kept so the reads are not optimised away
+	err := db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
-			touchBucket(b)
+			touchBucket(b, &sink)
 			return nil
 		})
 	})
+	runtime.KeepAlive(sink)
+	return err
 }
 
-func touchBucket(b *bolt.Bucket) {
+func touchBucket(b *bolt.Bucket, sink *byte) {
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		touchSink ^= k[0] ^ k[len(k)-1]
+		*sink ^= k[0] ^ k[len(k)-1]
 		if v == nil {
 			if sub := b.Bucket(k); sub != nil {
-				touchBucket(sub)
+				touchBucket(sub, sink)
 			}
 			continue
 		}
 		if len(v) > 0 {
-			touchSink ^= v[0] ^ v[len(v)-1]
+			*sink ^= v[0] ^ v[len(v)-1]
 		}
 	}
 }

@@ -279,9 +279,9 @@ func precheck(path string, o *Options) (info *OpenInfo, err error) {
 
 func openError(path string, err error) error {
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("open %s: %w: another edged is using this data_dir; stop it, or give this one its own data_dir", path, ErrLocked)
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrInvalidMapping):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
 		return &CorruptError{Path: path, Err: err}
 	}
 	return fmt.Errorf("open %s: %w", path, err)

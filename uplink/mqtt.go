@@ -63,11 +63,11 @@ type MQTT struct {
 
 // outStats are an output's counters, read with Stats.
 type outStats struct {
-	sent, acked, resent, reconnects atomic.Int64
-	cursor, boundary                atomic.Uint64
-	mu                              sync.Mutex
-	lastErr                         string
-	lastErrAt                       time.Time
+	sent, acked, reconnects atomic.Int64
+	cursor, boundary        atomic.Uint64
+	mu                      sync.Mutex
+	lastErr                 string
+	lastErrAt               time.Time
 }
 
 // Stats are an MQTT output's figures for inspect and /metrics.
@@ -222,12 +222,11 @@ func (m *MQTT) goodbye(p *mqttconn.Publisher, graceful bool) {
 	p.Close()
 }
 
-// sent is a message in flight: the positions it carries and its packet id
-// (0 at QoS 0, which has no acknowledgement).
+// sent is a message in flight: the positions it carries, and whether it
+// is live (not backlog).
 type sent struct {
 	first, last uint64
 	live        bool
-	id          uint16
 }
 
 // session delivers over one connection until it drops or ctx ends.

@@ -17,6 +17,7 @@ import (
 	"github.com/edged/edged/pipeline"
 	"github.com/edged/edged/store"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 const inspectHelp = `
@@ -322,7 +323,7 @@ func (s *salvager) problem(format string, args ...any) {
 // page is damaged, or no key after a damaged page could be reached.
 func (s *salvager) boltWalk(path string) (complete bool, err error) {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return false, fmt.Errorf("%s is locked by a running edged: salvage a file that was moved aside, or stop edged", path)
 	}
 	if err != nil {
