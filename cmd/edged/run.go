@@ -238,7 +238,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	}
 
 	// Embedded MQTT broker ([broker] enabled): up before the sources, down
-	// after they stop.
+	// after the outputs stop.
 	var brk *broker.Broker
 	if cfg.Broker.Enabled {
 		if brk, err = broker.Start(ctx, cfg.Broker, log); err != nil {
@@ -372,9 +372,6 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	// Shutdown, in order.
 	srcStop()
 	wg.Wait()
-	if brk != nil {
-		brk.Close()
-	}
 	appStop()
 	if err := <-appDone; err != nil {
 		log.Error("final log commit failed", "err", err)
@@ -403,6 +400,11 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	}
 	outStop()
 	outWG.Wait()
+	// The embedded broker last: the outputs deliver the final records to it
+	// (the demo's dashboard output does).
+	if brk != nil {
+		brk.Close()
+	}
 	log.Info("edged stopped cleanly", "log_offset", run.Offset(), "checkpoints", run.Checkpoints, "max_pause", run.MaxPause)
 	select {
 	case err := <-srcErr:
