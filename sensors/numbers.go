@@ -66,20 +66,63 @@ func decimalMS(b []byte, u tsUnit) (ms int64, syntaxOK, inRange bool) {
 	if ms, ok := integerMS(b, u); ok {
 		return ms, true, ms >= MinTS && ms <= MaxTS
 	}
+	d, ok := scanDecimal(b)
+	if !ok {
+		return 0, false, false
+	}
+	if d.sig < 0 {
+		return 0, true, true // zero, whatever the unit
+	}
+	shift := int64(u)
+	if u == unitAuto {
+		switch {
+		case d.n <= 11: // |x| < 1e11
+			shift = int64(unitS)
+		case d.n <= 14: // |x| < 1e14
+			shift = int64(unitMS)
+		case d.n <= 17: // |x| < 1e17
+			shift = int64(unitUS)
+		default:
+			shift = int64(unitNS)
+		}
+	}
+	k := d.n + shift // digits of the result before the point
+	if k > 16 {      // |result| >= 1e16 > 2^53
+		return 0, true, false
+	}
+	v := d.floorSigned(d.digits(k))
+	if v < MinTS || v > MaxTS {
+		return 0, true, false
+	}
+	return v, true, true
+}
+
+// decimal is a decimal number in text as scanDecimal read it:
+// |x| = 0.d1d2...dn × 10^n, d1 being its first non-zero digit.
+type decimal struct {
+	b      []byte
+	neg    bool
+	sig    int   // index in b of d1; -1 when x is zero
+	lastNZ int   // index in b of the last non-zero digit
+	n      int64 // digits of |x| before the point, counted from d1 (<= 0 for 0.0xyz)
+}
+
+// scanDecimal reads b: an optional sign, digits with an optional fraction
+// (at least one digit in all), and an optional exponent. ok is false when b
+// is not such a number.
+func scanDecimal(b []byte) (d decimal, ok bool) {
+	d.b = b
 	i := 0
-	neg := false
 	if i < len(b) && (b[i] == '-' || b[i] == '+') {
-		neg = b[i] == '-'
+		d.neg = b[i] == '-'
 		i++
 	}
-	// Scan the mantissa, noting where its significant digits start and end:
-	// |x| = 0.d1d2...dn × 10^(nInt+exp), d1 being the first non-zero digit.
+	// Scan the mantissa, noting where its significant digits start and end.
 	var (
-		ndig   int  // digits in the mantissa
-		sig    = -1 // index of the first non-zero digit
-		lastNZ = -1 // index of the last non-zero digit
-		point  = -1 // index of the decimal point
+		ndig  int  // digits in the mantissa
+		point = -1 // index of the decimal point
 	)
+	d.sig, d.lastNZ = -1, -1
 	for ; i < len(b); i++ {
 		c := b[i]
 		if c == '.' && point < 0 {
@@ -91,15 +134,15 @@ func decimalMS(b []byte, u tsUnit) (ms int64, syntaxOK, inRange bool) {
 		}
 		ndig++
 		if c != '0' {
-			if sig < 0 {
-				sig = i
+			if d.sig < 0 {
+				d.sig = i
 			}
-			lastNZ = i
+			d.lastNZ = i
 		}
 	}
 	mantEnd := i
 	if ndig == 0 {
-		return 0, false, false
+		return d, false
 	}
 	if point < 0 {
 		point = mantEnd
@@ -113,7 +156,7 @@ func decimalMS(b []byte, u tsUnit) (ms int64, syntaxOK, inRange bool) {
 			i++
 		}
 		if i == len(b) || !isDigit(b[i]) {
-			return 0, false, false
+			return d, false
 		}
 		for ; i < len(b) && isDigit(b[i]); i++ {
 			if exp < maxExp {
@@ -125,66 +168,59 @@ func decimalMS(b []byte, u tsUnit) (ms int64, syntaxOK, inRange bool) {
 		}
 	}
 	if i != len(b) {
-		return 0, false, false
+		return d, false
 	}
-	if sig < 0 {
-		return 0, true, true // zero, whatever the unit
-	}
-	// nInt is the number of digits of the mantissa before the point,
-	// counted from d1 (zero or negative for 0.0xyz).
-	var nInt int64
-	if sig < point {
-		nInt = int64(point - sig)
-	} else {
-		nInt = -int64(sig - point - 1)
-	}
-	n := nInt + exp // digits of |x| before the point
-	shift := int64(u)
-	if u == unitAuto {
-		switch {
-		case n <= 11: // |x| < 1e11
-			shift = int64(unitS)
-		case n <= 14: // |x| < 1e14
-			shift = int64(unitMS)
-		case n <= 17: // |x| < 1e17
-			shift = int64(unitUS)
-		default:
-			shift = int64(unitNS)
+	if d.sig >= 0 {
+		if d.sig < point {
+			d.n = int64(point - d.sig)
+		} else {
+			d.n = -int64(d.sig - point - 1)
 		}
+		d.n += exp
 	}
-	k := n + shift // digits of the result before the point
-	if k > 16 {    // |result| >= 1e16 > 2^53
-		return 0, true, false
-	}
-	// Take the first k significant digits, zero-padded; a remainder is left
-	// when a non-zero digit lies beyond them.
-	var v, taken int64
-	rem := false
-	for j := sig; j <= lastNZ; j++ {
-		c := b[j]
+	return d, true
+}
+
+// digits returns the first k significant digits of |x| as an integer,
+// zero-padded (|x| × 10^(k-n) truncated), and whether a non-zero digit lies
+// beyond them. x is not zero, and k <= 19 so that the result fits.
+func (d *decimal) digits(k int64) (v uint64, rem bool) {
+	var taken int64
+	for j := d.sig; j <= d.lastNZ; j++ {
+		c := d.b[j]
 		if c == '.' {
 			continue
 		}
-		if taken == k || k <= 0 {
-			rem = true
-			break
+		if taken >= k {
+			return v * pow10u(k-taken), true
 		}
-		v = v*10 + int64(c-'0')
+		v = v*10 + uint64(c-'0')
 		taken++
 	}
-	for ; taken < k; taken++ {
-		v *= 10
-	}
-	if neg {
-		v = -v
+	return v * pow10u(k-taken), false
+}
+
+// floorSigned applies x's sign to the magnitude v that digits returned,
+// rounding toward negative infinity: a negative x with a remainder is one
+// less. v fits in an int64.
+func (d *decimal) floorSigned(v uint64, rem bool) int64 {
+	r := int64(v)
+	if d.neg {
+		r = -r
 		if rem {
-			v--
+			r--
 		}
 	}
-	if v < MinTS || v > MaxTS {
-		return 0, true, false
+	return r
+}
+
+// pow10u is 10^e for 0 <= e <= 19, and 1 below 0.
+func pow10u(e int64) uint64 {
+	p := uint64(1)
+	for ; e > 0; e-- {
+		p *= 10
 	}
-	return v, true, true
+	return p
 }
 
 // pow10 holds the powers of ten integerMS scales by.

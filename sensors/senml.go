@@ -363,107 +363,22 @@ func addUS(a, b int64) (int64, bool) {
 // microseconds, rounding toward negative infinity. syntaxOK is false when b
 // is not a number; inRange is false when |result| > maxUS.
 func decimalUS(b []byte) (us int64, syntaxOK, inRange bool) {
-	i := 0
-	neg := false
-	if i < len(b) && (b[i] == '-' || b[i] == '+') {
-		neg = b[i] == '-'
-		i++
-	}
-	var (
-		ndig   int
-		sig    = -1 // index of the first non-zero digit
-		lastNZ = -1 // index of the last non-zero digit
-		point  = -1 // index of the decimal point
-	)
-	for ; i < len(b); i++ {
-		c := b[i]
-		if c == '.' && point < 0 {
-			point = i
-			continue
-		}
-		if !isDigit(c) {
-			break
-		}
-		ndig++
-		if c != '0' {
-			if sig < 0 {
-				sig = i
-			}
-			lastNZ = i
-		}
-	}
-	mantEnd := i
-	if ndig == 0 {
+	d, ok := scanDecimal(b)
+	if !ok {
 		return 0, false, false
 	}
-	if point < 0 {
-		point = mantEnd
-	}
-	var exp int64
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		eneg := false
-		if i < len(b) && (b[i] == '-' || b[i] == '+') {
-			eneg = b[i] == '-'
-			i++
-		}
-		if i == len(b) || !isDigit(b[i]) {
-			return 0, false, false
-		}
-		for ; i < len(b) && isDigit(b[i]); i++ {
-			if exp < maxExp {
-				exp = exp*10 + int64(b[i]-'0')
-			}
-		}
-		if eneg {
-			exp = -exp
-		}
-	}
-	if i != len(b) {
-		return 0, false, false
-	}
-	if sig < 0 {
+	if d.sig < 0 {
 		return 0, true, true
 	}
-	// |x| = 0.d1d2... × 10^n, d1 the first significant digit.
-	var nInt int64
-	if sig < point {
-		nInt = int64(point - sig)
-	} else {
-		nInt = -int64(sig - point - 1)
-	}
-	k := nInt + exp + 6 // digits of the result before the point
-	if k > 19 {         // |result| >= 1e19 > maxUS
+	k := d.n + 6 // digits of the result before the point
+	if k > 19 {  // |result| >= 1e19 > maxUS
 		return 0, true, false
 	}
-	var v uint64
-	var taken int64
-	rem := false
-	for j := sig; j <= lastNZ; j++ {
-		c := b[j]
-		if c == '.' {
-			continue
-		}
-		if taken >= k {
-			rem = true
-			break
-		}
-		v = v*10 + uint64(c-'0')
-		taken++
-	}
-	for ; taken < k; taken++ {
-		v *= 10
-	}
+	v, rem := d.digits(k)
 	if v > uint64(maxUS) {
 		return 0, true, false
 	}
-	us = int64(v)
-	if neg {
-		us = -us
-		if rem {
-			us--
-		}
-	}
+	us = d.floorSigned(v, rem)
 	if us < -maxUS {
 		return 0, true, false
 	}
