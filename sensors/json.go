@@ -103,52 +103,25 @@ func (d *jsonDecoder) Decode(dst []Reading, p []byte) ([]Reading, error) {
 		return dst, ErrNotObject
 	}
 	s.i++
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-	} else {
-		for {
-			if s.peek() != '"' {
-				return dst, s.unexpected("a string key")
-			}
-			key := s.str()
+	for first := true; ; first = false {
+		key, val, ok := s.member(1, first)
+		if !ok {
 			if s.err != nil {
 				return dst, s.err
 			}
-			s.ws()
-			if s.peek() != ':' {
-				return dst, s.unexpected("':'")
-			}
-			s.i++
-			s.ws()
-			val := s.value(1)
-			if s.err != nil {
-				return dst, s.err
-			}
-			switch k := d.key(p, key); {
-			case string(k) == d.valueKey:
-				value = val
-			case string(k) == d.sensorKey:
-				sensor = val
-			case string(k) == d.tsKey:
-				ts = val
-			case string(k) == d.metricKey:
-				metric = val
-			default:
-				d.fields = append(d.fields, jsonField{key, val})
-			}
-			s.ws()
-			c := s.peek()
-			if c == ',' {
-				s.i++
-				s.ws()
-				continue
-			}
-			if c == '}' {
-				s.i++
-				break
-			}
-			return dst, s.unexpected("',' or '}'")
+			break
+		}
+		switch k := d.key(p, key); {
+		case string(k) == d.valueKey:
+			value = val
+		case string(k) == d.sensorKey:
+			sensor = val
+		case string(k) == d.tsKey:
+			ts = val
+		case string(k) == d.metricKey:
+			metric = val
+		default:
+			d.fields = append(d.fields, jsonField{key, val})
 		}
 	}
 	s.ws()
@@ -311,6 +284,42 @@ func (s *jscan) fail(format string, args ...any) {
 	if s.err == nil {
 		s.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidJSON}, args...)...)
 	}
+}
+
+// member reads the next member of the object whose '{' was just read
+// (first: no member read yet): its key and value, and true; or false at
+// the object's end (its '}' read) and on a syntax error (in s.err).
+func (s *jscan) member(depth int, first bool) (key, val jval, ok bool) {
+	s.ws()
+	switch c := s.peek(); {
+	case c == '}':
+		s.i++
+		return key, val, false
+	case first:
+	case c == ',':
+		s.i++
+		s.ws()
+	default:
+		s.unexpected("',' or '}'")
+		return key, val, false
+	}
+	if s.peek() != '"' {
+		s.unexpected("a string key")
+		return key, val, false
+	}
+	key = s.str()
+	if s.err != nil {
+		return key, val, false
+	}
+	s.ws()
+	if s.peek() != ':' {
+		s.unexpected("':'")
+		return key, val, false
+	}
+	s.i++
+	s.ws()
+	val = s.value(depth)
+	return key, val, s.err == nil
 }
 
 // value scans the value at the cursor, which must not be whitespace, and

@@ -151,52 +151,25 @@ func (d *senmlDecoder) record(dst []Reading, s *jscan, rec int, base *senmlBase)
 	}
 	var r senmlRecord
 	s.i++
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-	} else {
-		for {
-			if s.peek() != '"' {
-				return dst, s.unexpected("a string key")
-			}
-			key := s.str()
+	for first := true; ; first = false {
+		key, val, ok := s.member(2, first)
+		if !ok {
 			if s.err != nil {
 				return dst, s.err
 			}
-			s.ws()
-			if s.peek() != ':' {
-				return dst, s.unexpected("':'")
-			}
-			s.i++
-			s.ws()
-			val := s.value(2)
-			if s.err != nil {
-				return dst, s.err
-			}
-			k := p[key.start:key.end]
-			if !key.plain {
-				d.key = unquote(d.key[:0], k)
-				k = d.key
-			}
-			if f := r.field(k); f != nil {
-				*f = val
-			} else if len(k) > 0 && k[len(k)-1] == '_' {
-				// RFC 8428 section 4.4: labels ending in '_' must be
-				// understood, or the pack rejected.
-				return dst, fmt.Errorf("%w: record %d: unknown mandatory field %s", ErrInvalidSenML, rec, excerpt(k))
-			}
-			s.ws()
-			c := s.peek()
-			if c == ',' {
-				s.i++
-				s.ws()
-				continue
-			}
-			if c == '}' {
-				s.i++
-				break
-			}
-			return dst, s.unexpected("',' or '}'")
+			break
+		}
+		k := p[key.start:key.end]
+		if !key.plain {
+			d.key = unquote(d.key[:0], k)
+			k = d.key
+		}
+		if f := r.field(k); f != nil {
+			*f = val
+		} else if len(k) > 0 && k[len(k)-1] == '_' {
+			// RFC 8428 section 4.4: labels ending in '_' must be
+			// understood, or the pack rejected.
+			return dst, fmt.Errorf("%w: record %d: unknown mandatory field %s", ErrInvalidSenML, rec, excerpt(k))
 		}
 	}
 
