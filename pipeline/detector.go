@@ -147,6 +147,18 @@ func (op *detectorOp) schedule(dk *detKey) {
 // fire handles the key at the top of the heap at time t: its events up to t
 // in order, then its timer if due.
 func (op *detectorOp) fire(dk *detKey, t int64) {
+	op.release(dk, t)
+	if nt := dk.st.NextTimer(); nt <= t {
+		op.out.Alerts = op.out.Alerts[:0]
+		dk.st.Advance(dk.key, t, &op.out)
+		op.emit()
+	}
+	op.schedule(dk)
+}
+
+// release marks dk changed and hands its state the readings waiting in its
+// buffer with ts <= t, in order.
+func (op *detectorOp) release(dk *detKey, t int64) {
 	op.touch(dk)
 	n := 0
 	for n < len(dk.buf) && dk.buf[n].ts <= t {
@@ -158,12 +170,6 @@ func (op *detectorOp) fire(dk *detKey, t int64) {
 	if n > 0 {
 		dk.buf = slices.Delete(dk.buf, 0, n)
 	}
-	if nt := dk.st.NextTimer(); nt <= t {
-		op.out.Alerts = op.out.Alerts[:0]
-		dk.st.Advance(dk.key, t, &op.out)
-		op.emit()
-	}
-	op.schedule(dk)
 }
 
 // processingTick runs the keys due at processing time now (a tick from
@@ -181,17 +187,7 @@ func (op *detectorOp) processingTick(now int64) {
 		due = append(due, dk)
 	}
 	for _, dk := range due {
-		op.touch(dk)
-		n := 0
-		for n < len(dk.buf) && dk.buf[n].ts <= now {
-			ev := &dk.buf[n]
-			op.ev = cep.Event{Key: dk.key, Source: ev.source, Sensor: ev.sensor, Metric: ev.metric, Value: ev.value, TS: ev.ts}
-			op.observe(dk, &op.ev)
-			n++
-		}
-		if n > 0 {
-			dk.buf = slices.Delete(dk.buf, 0, n)
-		}
+		op.release(dk, now)
 		if pt, ok := dk.st.(cep.ProcessingTimer); ok && dk.st.NextTimer() <= now {
 			op.out.Alerts = op.out.Alerts[:0]
 			pt.AdvanceProcessing(dk.key, now, &op.out)
