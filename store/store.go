@@ -177,8 +177,10 @@ func (s *Store) Path() string { return s.path }
 // stop the file is checked for consistency before use.
 func Open(dir string, opts *Options) (*Store, error) {
 	o := opts.withDefaults()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	if !o.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
 	}
 	path := filepath.Join(dir, FileName)
 	_, statErr := os.Stat(path)

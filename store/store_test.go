@@ -426,3 +426,16 @@ func TestCursorsReleaseOutbox(t *testing.T) {
 		t.Fatalf("relayed at %d, %v", last, err)
 	}
 }
+
+// TestReadOnlyOpenOfNothing: a read-only open (edged inspect, replay) of a
+// data_dir edged never ran with says so and creates nothing.
+func TestReadOnlyOpenOfNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "never")
+	_, err := store.Open(dir, &store.Options{ReadOnly: true})
+	if err == nil || !strings.Contains(err.Error(), "edged has not run with this data_dir") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the read-only open created %s (%v)", dir, err)
+	}
+}

@@ -101,12 +101,8 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 func inspectStore(dir, device string, stdout io.Writer, outbox, quarantine, check, asJSON bool) (err error) {
 	dataFile := filepath.Join(dir, store.FileName)
 	defer store.ReadGuard(dataFile, &err, nil)()
-	if _, err := os.Stat(dataFile); err != nil {
-		return fmt.Errorf("no data file at %s: edged has not run with this data_dir (%w)", dataFile, err)
-	}
-	if err := store.CheckExtent(dataFile); err != nil {
-		return err
-	}
+	// A read-only Open says when there is no data file and checks its
+	// extent first.
 	st, err := store.Open(dir, &store.Options{DeviceID: device, LockTimeout: 2 * time.Second, ReadOnly: true})
 	if err != nil {
 		return err
@@ -160,12 +156,8 @@ func inspectStore(dir, device string, stdout io.Writer, outbox, quarantine, chec
 func inspectLog(dir, device string, stdout io.Writer, from uint64) (err error) {
 	dataFile := filepath.Join(dir, store.FileName)
 	defer store.ReadGuard(dataFile, &err, nil)()
-	if _, err := os.Stat(dataFile); err != nil {
-		return fmt.Errorf("no data file at %s: edged has not run with this data_dir (%w)", dataFile, err)
-	}
-	if err := store.CheckExtent(dataFile); err != nil {
-		return err
-	}
+	// A read-only Open says when there is no data file and checks its
+	// extent first.
 	st, err := store.Open(dir, &store.Options{DeviceID: device, LockTimeout: 2 * time.Second, ReadOnly: true})
 	if err != nil {
 		return err
