@@ -271,76 +271,88 @@ func (e *Engine) AppendDelta(d *Delta) error {
 	for _, op := range e.ops {
 		n += len(op.dirty)
 	}
+	for _, dop := range e.dets {
+		n += len(dop.dirty)
+	}
 	d.Keys = slices.Grow(d.Keys, n-len(d.Keys))
 	for _, op := range e.ops {
-		// One buffer for all keys and values of this op: a checkpoint of
-		// many keys costs no allocation per key.
-		// Sized from the previous delta's bytes per key, so that a big
-		// checkpoint does not copy its buffer while it grows.
-		per := op.deltaPerKey
-		if per == 0 {
-			per = 128
-		}
-		buf := make([]byte, 0, len(op.dirty)*per*5/4)
-		type span struct{ k0, k1, v0, v1 int }
-		spans := make([]span, 0, len(op.dirty))
+		o := newOpDelta(len(op.dirty), op.deltaPerKey)
 		for _, ks := range op.dirty {
 			ks.dirty = false
-			var sp span
-			sp.k0 = len(buf)
-			buf = append(buf, ks.k.a...)
-			buf = append(buf, 0)
-			buf = append(buf, ks.k.b...)
-			sp.k1, sp.v0 = len(buf), len(buf)
-			if !ks.empty() {
-				buf = ks.appendMsg(buf, &e.skBuf)
+			o.key(ks.k)
+			if !ks.empty() { // else a deletion: no value
+				o.buf = ks.appendMsg(o.buf, &e.skBuf)
 			}
-			sp.v1 = len(buf)
-			spans = append(spans, sp)
+			o.end()
 		}
-		if len(op.dirty) > 0 {
-			op.deltaPerKey = len(buf)/len(op.dirty) + 1
-		}
-		for _, sp := range spans {
-			kd := KeyDelta{Op: op.spec.Name, Key: buf[sp.k0:sp.k1:sp.k1]}
-			if sp.v1 > sp.v0 {
-				kd.Value = buf[sp.v0:sp.v1:sp.v1]
-			}
-			d.Keys = append(d.Keys, kd)
+		if per := o.appendTo(d, op.spec.Name); per > 0 {
+			op.deltaPerKey = per
 		}
 		clear(op.dirty)
 		op.dirty = op.dirty[:0]
 	}
 	for _, dop := range e.dets {
-		// As for the windows: one buffer for all keys and values.
-		per := dop.deltaPerKey
-		if per == 0 {
-			per = 128
-		}
-		buf := make([]byte, 0, len(dop.dirty)*per*5/4)
-		type span struct{ k1, v1 int } // key [start, k1), value [k1, v1)
-		spans := make([]span, 0, len(dop.dirty))
+		o := newOpDelta(len(dop.dirty), dop.deltaPerKey)
 		for _, dk := range dop.dirty {
 			dk.dirty = false
-			buf = append(buf, dk.k.a...)
-			buf = append(buf, 0)
-			buf = append(buf, dk.k.b...)
-			k1 := len(buf)
-			buf = dk.appendMsg(buf, &e.skBuf)
-			spans = append(spans, span{k1, len(buf)})
+			o.key(dk.k)
+			o.buf = dk.appendMsg(o.buf, &e.skBuf)
+			o.end()
 		}
-		if len(dop.dirty) > 0 {
-			dop.deltaPerKey = len(buf)/len(dop.dirty) + 1
-		}
-		name, start := dop.stateName(), 0
-		for _, sp := range spans {
-			d.Keys = append(d.Keys, KeyDelta{Op: name, Key: buf[start:sp.k1:sp.k1], Value: buf[sp.k1:sp.v1:sp.v1]})
-			start = sp.v1
+		if per := o.appendTo(d, dop.stateName()); per > 0 {
+			dop.deltaPerKey = per
 		}
 		clear(dop.dirty)
 		dop.dirty = dop.dirty[:0]
 	}
 	return nil
+}
+
+// opDelta collects the changed keys of one operator for a Delta in a
+// single buffer, keys and values: a checkpoint of many keys costs no
+// allocation per key. It is sized from the previous delta's bytes per key,
+// so that a big checkpoint does not copy its buffer while it grows.
+type opDelta struct {
+	buf  []byte
+	ends []int // per key: the end of its key in buf, then of its value
+}
+
+func newOpDelta(keys, perKey int) opDelta {
+	if perKey == 0 {
+		perKey = 128
+	}
+	return opDelta{buf: make([]byte, 0, keys*perKey*5/4), ends: make([]int, 0, 2*keys)}
+}
+
+// key starts an entry with k's store key (StoreKey); its value is what is
+// appended to buf until end.
+func (o *opDelta) key(k kkey) {
+	o.buf = append(o.buf, k.a...)
+	o.buf = append(o.buf, 0)
+	o.buf = append(o.buf, k.b...)
+	o.ends = append(o.ends, len(o.buf))
+}
+
+// end ends the entry key started; an empty value is a deletion.
+func (o *opDelta) end() { o.ends = append(o.ends, len(o.buf)) }
+
+// appendTo appends the entries to d.Keys as operator op's and returns the
+// bytes per key (0 without entries).
+func (o *opDelta) appendTo(d *Delta, op string) (perKey int) {
+	start := 0
+	for i := 0; i < len(o.ends); i += 2 {
+		k1, v1 := o.ends[i], o.ends[i+1]
+		kd := KeyDelta{Op: op, Key: o.buf[start:k1:k1]}
+		if v1 > k1 {
+			kd.Value = o.buf[k1:v1:v1]
+		}
+		d.Keys = append(d.Keys, kd)
+		start = v1
+	}
+	if n := len(o.ends) / 2; n > 0 {
+		return len(o.buf)/n + 1
+	}
+	return 0
 }
 
 // appendMsg appends dk encoded exactly as DetKeyState.MarshalMsg encodes
