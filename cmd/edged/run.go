@@ -366,7 +366,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 	log.Info("edged running", "device", cfg.Device.ID, "data", st.Path(), "sources", len(cfg.Sources), "windows", len(specs),
 		"log_offset", run.Offset(), "log_end", st.LogEnd())
 
-	sdStop := notifySystemd(obs, log)
+	sdStop := notifySystemd(obs.Snapshot, log)
 	runErr := run.Run(ctx)
 	sdStop()
 	// Shutdown, in order.
@@ -441,7 +441,7 @@ func tightenDataPerms(dir, file string, log *slog.Logger) {
 // and systemd restarts edged once the whole of it has passed. The returned function
 // stops the pings (cmdRun says STOPPING=1 or RELOADING=1 when a signal
 // comes). Without $NOTIFY_SOCKET it does nothing.
-func notifySystemd(obs *runner.Observer, log *slog.Logger) (stop func()) {
+func notifySystemd(snapshot func() *runner.Snapshot, log *slog.Logger) (stop func()) {
 	sd := sdnotify.FromEnv()
 	if sd == nil {
 		return func() {}
@@ -466,7 +466,7 @@ func notifySystemd(obs *runner.Observer, log *slog.Logger) (stop func()) {
 					return
 				case <-tick.C:
 				}
-				snap := obs.Snapshot()
+				snap := snapshot()
 				if snap == nil || time.Since(snap.Taken) > stale {
 					if !stalled {
 						log.Error("the pipeline loop is stuck: no more watchdog pings, systemd will restart edged", "watchdog", wd)
