@@ -105,7 +105,7 @@ func (f *File) Run(ctx context.Context, app Appender) error {
 				log.Warn("file source cannot open its file; waiting for it", "source", f.Name, "path", f.Path, "err", err)
 				missingLogged = true
 			}
-			if !sleep(ctx, poll*10) {
+			if !Sleep(ctx, poll*10) {
 				return nil
 			}
 			continue
@@ -222,7 +222,7 @@ func (f *File) follow(ctx context.Context, app Appender, fh *os.File, pos *fileP
 			caughtUp = true
 			log.Info("file source at end of file", "source", f.Name, "offset", done)
 		}
-		if !sleep(ctx, poll) {
+		if !Sleep(ctx, poll) {
 			return nil
 		}
 		// Truncated or replaced?
@@ -249,8 +249,8 @@ func trimEOL(b []byte) []byte {
 	return b
 }
 
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -493,7 +493,7 @@ func (s *Serial) connect(ctx context.Context, c *serialConf, q *serialQueue, dec
 			} else {
 				log.Debug("serial port still unavailable", "source", s.Name, "port", where, "err", err, "retry_in", backoff)
 			}
-			if !sleep(ctx, jitter(backoff)) {
+			if !Sleep(ctx, jitter(backoff)) {
 				return
 			}
 			backoff = min(2*backoff, c.maxBackoff)
@@ -520,7 +520,7 @@ func (s *Serial) connect(ctx context.Context, c *serialConf, q *serialQueue, dec
 		if time.Since(opened) >= 5*time.Second {
 			backoff = c.minBackoff // it worked for a while: not a flapping device
 		}
-		if !sleep(ctx, jitter(backoff)) {
+		if !Sleep(ctx, jitter(backoff)) {
 			return
 		}
 		backoff = min(2*backoff, c.maxBackoff)
@@ -605,7 +605,7 @@ func (s *Serial) read(ctx context.Context, c *serialConf, p serial.Port, fr *fra
 			if poll {
 				pause = min(pause, max(time.Until(nextPoll), 0))
 			}
-			if !sleep(ctx, pause) {
+			if !Sleep(ctx, pause) {
 				return nil
 			}
 		}

@@ -92,7 +92,7 @@ func (s *Simulate) Run(ctx context.Context, app Appender) error {
 			log.Warn("gateway clock not synchronised; simulator waits for it", "source", s.Name, "now", t.UTC().Format(time.RFC3339))
 			waited = true
 		}
-		if !sleep(ctx, time.Second) {
+		if !Sleep(ctx, time.Second) {
 			return nil
 		}
 	}
@@ -105,7 +105,7 @@ func (s *Simulate) Run(ctx context.Context, app Appender) error {
 		lag := time.Duration(nowMs-g.NextTS()) * time.Millisecond
 		if lag > maxLag || -lag > maxLag {
 			if !s.Clock.Synced(t) {
-				if !sleep(ctx, time.Second) {
+				if !Sleep(ctx, time.Second) {
 					return nil
 				}
 				continue
@@ -138,7 +138,7 @@ func (s *Simulate) Run(ctx context.Context, app Appender) error {
 		// Sleep until the next step is due, but at least Tick, and look at
 		// the clock at least once a second (it may jump).
 		wait := time.Duration(g.NextTS()-nowMs) * time.Millisecond
-		if !sleep(ctx, max(min(wait, time.Second), tick)) {
+		if !Sleep(ctx, max(min(wait, time.Second), tick)) {
 			return nil
 		}
 	}

@@ -24,6 +24,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/edged/edged/ingest"
 	"github.com/edged/edged/internal/config"
 	"github.com/edged/edged/internal/simulate"
 	"github.com/edged/edged/pipeline"
@@ -433,7 +434,7 @@ func simulateRun(ctx context.Context, c simulate.Config, sink simSink, lw *label
 				g.Rebase(now) // the clock jumped, or the output held us up
 				due = now
 			}
-			if due > now && !sleepCtx(ctx, time.Duration(due-now)*time.Millisecond) {
+			if due > now && !ingest.Sleep(ctx, time.Duration(due-now)*time.Millisecond) {
 				break
 			}
 		}
@@ -468,17 +469,6 @@ func simulateRun(ctx context.Context, c simulate.Config, sink simSink, lw *label
 		return lw.write([]simulate.Label{l})
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // labelWriter writes labels as JSON lines; a nil one drops them.
