@@ -97,6 +97,12 @@ func subscribe(t *testing.T, url, topic string) *subscriber {
 	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber: %v", tok.Error())
 	}
+	// The handler above subscribes asynchronously: a broker stopped before
+	// it saw that SUBSCRIBE keeps a session without the subscription. A
+	// second, synchronous one to the same filter waits for it.
+	if tok := s.c.Subscribe(topic, 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", topic, tok.Error())
+	}
 	t.Cleanup(func() { s.c.Disconnect(100) })
 	return s
 }
@@ -407,12 +413,29 @@ func TestHADiscoveryAndLatest(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	defer c.Disconnect(100)
-	c.Subscribe("#", 0, func(_ mqtt.Client, m mqtt.Message) {
+	tok := c.Subscribe("#", 0, func(_ mqtt.Client, m mqtt.Message) {
 		mu.Lock()
 		got[m.Topic()] = append([]byte(nil), m.Payload()...)
 		mu.Unlock()
 	})
-	time.Sleep(500 * time.Millisecond)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	// The retained messages follow the SUBACK; wait for the ones checked.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := 0
+		for _, topic := range []string{"edged/gw-01/latest/w/k2", "edged/gw-01/status", "homeassistant/sensor/gw-01_w_k0_count/config"} {
+			if got[topic] != nil {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n == 3 {
+			break
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // any unexpected discovery topics too
 	mu.Lock()
 	defer mu.Unlock()
 	if p := got["edged/gw-01/latest/w/k2"]; !strings.Contains(string(p), `"seq":3,`) {

@@ -53,6 +53,11 @@ func subscribeUp(t *testing.T, url, id string) *upSubscriber {
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber: %v", tok.Error())
 	}
+	// The handler above subscribes asynchronously; wait for the
+	// subscription with a second, synchronous one to the same filter.
+	if tok := c.Subscribe("edged/gw-up/w1s/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	return s
 }
