@@ -24,11 +24,18 @@ type Checkpoint struct {
 	State   []StateOp
 	// Records must continue the outbox's seq without a gap.
 	Records []Record
+	// Flush, when set, makes this a records-only checkpoint: Records and
+	// this head are committed, Meta, DropOps and State are ignored and the
+	// newest state checkpoint stays as it is (see FlushMeta).
+	Flush *FlushMeta
 }
 
 // Commit writes cp atomically. After a crash either all of it is there or
 // none of it, so state, log offset and outbox never disagree.
 func (s *Store) Commit(cp *Checkpoint) error {
+	if cp.Flush != nil {
+		return s.commitFlush(cp)
+	}
 	var written int64
 	var outAdded int64
 	var lastSeq uint64
@@ -74,7 +81,16 @@ func (s *Store) Commit(cp *Checkpoint) error {
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketCheckpoint).Put(keyCurrent, v)
+		cb := tx.Bucket(bucketCheckpoint)
+		if f, err := readFlush(tx); err != nil {
+			return err
+		} else if f != nil && f.Offset <= m.Offset && (f.Offset < m.Offset || f.Within == 0) {
+			// The state has caught up with the records flushed ahead of it.
+			if err := cb.Delete(keyFlushed); err != nil {
+				return err
+			}
+		}
+		return cb.Put(keyCurrent, v)
 	})
 	if err != nil {
 		return fmt.Errorf("commit checkpoint at offset %d: %w", cp.Meta.Offset, err)
@@ -86,6 +102,62 @@ func (s *Store) Commit(cp *Checkpoint) error {
 		s.notifyOutbox()
 	}
 	return nil
+}
+
+// commitFlush writes a records-only checkpoint: the records and the flush
+// head, in one transaction.
+func (s *Store) commitFlush(cp *Checkpoint) error {
+	var outAdded int64
+	var lastSeq uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		outAdded = 0
+		var err error
+		if lastSeq, err = s.putOutbox(tx, cp.Records, &outAdded); err != nil {
+			return err
+		}
+		f := *cp.Flush
+		f.Bytes = outAdded
+		v, err := f.MarshalMsg(nil)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketCheckpoint).Put(keyFlushed, v)
+	})
+	if err != nil {
+		return fmt.Errorf("commit records up to log offset %d: %w", cp.Flush.Offset, err)
+	}
+	s.outLastSeq.Store(lastSeq)
+	s.outBytes.Add(outAdded)
+	if len(cp.Records) > 0 {
+		s.notifyOutbox()
+	}
+	return nil
+}
+
+func readFlush(tx *bolt.Tx) (*FlushMeta, error) {
+	v := tx.Bucket(bucketCheckpoint).Get(keyFlushed)
+	if v == nil {
+		return nil, nil
+	}
+	var f FlushMeta
+	if _, err := f.UnmarshalMsg(v); err != nil {
+		return nil, fmt.Errorf("flush head: %w", err)
+	}
+	return &f, nil
+}
+
+// Flushed returns the head of the records committed ahead of the newest
+// state checkpoint, or nil when there are none.
+func (s *Store) Flushed() (*FlushMeta, error) {
+	var f *FlushMeta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if f, err = readFlush(tx); err != nil {
+			return &CorruptError{Path: s.path, Err: err}
+		}
+		return nil
+	})
+	return f, err
 }
 
 // putOutbox appends records to the outbox at the next positions (setting

@@ -31,7 +31,10 @@ type Stats struct {
 	LogRetainMs      int64
 
 	Checkpoint *CheckpointMeta // nil before the first
-	StateOps   int
+	// Flushed is the head of the records committed ahead of the state
+	// checkpoint (nil when the state has caught up).
+	Flushed  *FlushMeta
+	StateOps int
 
 	OutboxCount    int
 	OutboxBytes    int64
@@ -103,6 +106,9 @@ func (s *Store) Stats() (*Stats, error) {
 			return err
 		}
 		st.Checkpoint = cp
+		if st.Flushed, err = readFlush(tx); err != nil {
+			return err
+		}
 		tx.Bucket(bucketState).ForEachBucket(func([]byte) error { st.StateOps++; return nil })
 
 		ob := tx.Bucket(bucketOutbox)

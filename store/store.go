@@ -52,6 +52,7 @@ var (
 	metaQuarantineTotal   = []byte("quarantine_total")
 	metaQuarantineCount   = []byte("quarantine_count")
 	keyCurrent            = []byte("current")
+	keyFlushed            = []byte("flushed")
 )
 
 // Errors of Open, to test with errors.Is.
@@ -447,11 +448,28 @@ func (s *Store) loadCounters() error {
 			ob += int64(len(v))
 		}
 		s.outBytes.Store(ob)
+		// The outbox's last position: its last record's, or, when every
+		// record was delivered and deleted, no less than the seqs committed
+		// and the outputs' cursors (a position below a cursor would never
+		// be sent).
+		var last uint64
 		if k, _ := oc.Last(); k != nil {
-			s.outLastSeq.Store(binary.BigEndian.Uint64(k))
-		} else if cp, _ := readCheckpoint(tx); cp != nil && cp.NextSeq > 0 {
-			s.outLastSeq.Store(cp.NextSeq - 1)
+			last = binary.BigEndian.Uint64(k)
+		} else {
+			if cp, _ := readCheckpoint(tx); cp != nil && cp.NextSeq > 0 {
+				last = cp.NextSeq - 1
+			}
+			if f, _ := readFlush(tx); f != nil && f.NextSeq > 0 {
+				last = max(last, f.NextSeq-1)
+			}
+			tx.Bucket(bucketCursors).ForEach(func(_, v []byte) error {
+				if len(v) == 8 {
+					last = max(last, binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
 		}
+		s.outLastSeq.Store(last)
 		return nil
 	})
 }

@@ -84,3 +84,22 @@ type CheckpointMeta struct {
 	Keys    int64  // keys in the state bucket after this checkpoint
 	Bytes   int64  // bytes written by this checkpoint (state and records)
 }
+
+// FlushMeta marks the outbox records committed ahead of the state: a
+// records-only checkpoint (a flush) commits the records produced since the
+// previous commit and this head, without the operators' state. The records
+// produced by the log entries before Offset, and the first Within records
+// produced by the entry at Offset, are in the outbox; NextSeq is the seq
+// the next one gets. Recovery restores the state checkpoint, replays from
+// its offset and commits nothing up to this point: the run is a function
+// of the log, so the replay produces those same records again. A state
+// checkpoint at or beyond this point deletes it.
+//
+//msgp:tuple FlushMeta
+type FlushMeta struct {
+	Offset  uint64
+	Within  uint64
+	NextSeq uint64
+	Time    int64 // wall clock when it was committed, Unix ms
+	Bytes   int64 // bytes of records this flush wrote
+}

@@ -113,7 +113,10 @@ func crashInput(t *testing.T, path string, n int) int64 {
 	return int64(b.Len())
 }
 
-func crashConfig(t *testing.T, dir, input string) string {
+// crashConfig writes the config of the crash runs; stateInterval sets how
+// far the records run ahead of the state (the outbox must not depend on
+// it).
+func crashConfig(t *testing.T, dir, input, stateInterval string) string {
 	cfg := filepath.Join(dir, "edged.toml")
 	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
 [device]
@@ -123,6 +126,7 @@ data_dir = %q
 max_out_of_orderness = "2s"
 allowed_lateness = "1s"
 checkpoint_interval = "50ms"
+state_interval = %q
 [log]
 level = "info"
 [[source]]
@@ -146,7 +150,7 @@ type = "session"
 gap = "30ms"
 key_by = "global"
 aggregates = ["count", "sum"]
-`, filepath.Join(dir, "data"), input)), 0o644)
+`, filepath.Join(dir, "data"), stateInterval, input)), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +182,7 @@ func TestCrashRecovery(t *testing.T) {
 	// The uninterrupted run.
 	refDir := filepath.Join(dir, "ref")
 	os.MkdirAll(refDir, 0o755)
-	refCfg := crashConfig(t, refDir, input)
+	refCfg := crashConfig(t, refDir, input, "30s")
 	d := startDaemon(t, refCfg)
 	d.waitFor(t, atEnd, 60*time.Second)
 	if code := d.stop(t, syscall.SIGTERM); code != 0 {
@@ -202,7 +206,11 @@ func TestCrashRecovery(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, seed))
 			runDir := filepath.Join(dir, fmt.Sprint(seed))
 			os.MkdirAll(runDir, 0o755)
-			cfg := crashConfig(t, runDir, input)
+			// State with every commit, a few times a second, or never
+			// before the graceful stop (records far ahead of the state).
+			si := []string{"50ms", "250ms", "30s"}[seed%3]
+			t.Logf("state_interval %s", si)
+			cfg := crashConfig(t, runDir, input, si)
 			for k := 0; k < 20; k++ {
 				d := startDaemon(t, cfg)
 				time.Sleep(time.Duration(5+rng.IntN(150)) * time.Millisecond)

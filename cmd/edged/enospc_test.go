@@ -124,7 +124,7 @@ func TestENOSPCDaemon(t *testing.T) {
 	// The reference, on the normal disk.
 	refDir := filepath.Join(dir, "ref")
 	os.MkdirAll(refDir, 0o755)
-	refCfg := crashConfig(t, refDir, input)
+	refCfg := crashConfig(t, refDir, input, "30s")
 	start := time.Now()
 	d := startDaemon(t, refCfg)
 	d.waitFor(t, atEnd, 60*time.Second)
@@ -138,7 +138,7 @@ func TestENOSPCDaemon(t *testing.T) {
 	}
 
 	// The same on a tmpfs with 1 MiB left.
-	cfg := crashConfig(t, mnt, input)
+	cfg := crashConfig(t, mnt, input, "250ms")
 	filler := filepath.Join(mnt, "filler")
 	enospcFill(t, filler, 1<<20)
 	d = startDaemon(t, cfg)

@@ -39,6 +39,7 @@ id = "gw-mqtt"
 data_dir = %q
 [pipeline]
 checkpoint_interval = "100ms"
+state_interval = "100ms" # waitLogOffset follows the state checkpoints
 [log]
 level = "debug"
 [[source]]
@@ -61,7 +62,7 @@ aggregates = ["count", "sum"]
 
 var checkpointLine = regexp.MustCompile(`checkpoint committed.* offset=(\d+)`)
 
-// waitLogOffset reads the daemon's log until a checkpoint at log offset
+// waitLogOffset reads the daemon's log until a state checkpoint at log offset
 // min or beyond: the pipeline has processed that many log entries.
 func (d *daemon) waitLogOffset(t *testing.T, min uint64, timeout time.Duration) {
 	t.Helper()

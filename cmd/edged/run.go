@@ -225,6 +225,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 			Detectors:             dets,
 		},
 		CheckpointInterval: cfg.Pipeline.CheckpointInterval.D(),
+		StateInterval:      cfg.Pipeline.StateInterval.D(),
 		IdleTimeout:        cfg.Pipeline.IdleTimeout.D(),
 		Logger:             log,
 	})

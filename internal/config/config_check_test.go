@@ -111,6 +111,7 @@ func TestDeviceAndPipelineRules(t *testing.T) {
 		{"device id with space", "[device]\nid = \"gw 01\"\n", []string{`device: id: invalid id "gw 01": use only letters, digits`}, 2},
 		{"device id with slash", "[device]\nid = \"gw/01\"\n", []string{`invalid id "gw/01"`}, 2},
 		{"checkpoint interval zero", "[pipeline]\ncheckpoint_interval = \"0s\"\n", []string{`pipeline: checkpoint_interval: must be more than 0, e.g. "1s"`}, 2},
+		{"state interval below checkpoint interval", "[pipeline]\ncheckpoint_interval = \"5s\"\nstate_interval = \"2s\"\n", []string{`pipeline: state_interval: must be at least checkpoint_interval (5s), e.g. "30s"`}, 3},
 		{"out of orderness not whole ms", "[pipeline]\nmax_out_of_orderness = \"1500us\"\n", []string{`max_out_of_orderness: 1ms500us is not a whole number of milliseconds`, `"2ms"`}, 2},
 		{"lateness not whole ms", "[pipeline]\nallowed_lateness = \"10us\"\n", []string{`allowed_lateness: 10us is not a whole number of milliseconds`, `"1ms"`}, 2},
 	})

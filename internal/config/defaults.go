@@ -13,6 +13,7 @@ const (
 	DefaultAllowedLateness    = Duration(0)
 	DefaultIdleTimeout        = Duration(30 * time.Second)
 	DefaultCheckpointInterval = Duration(time.Second)
+	DefaultStateInterval      = Duration(30 * time.Second)
 	DefaultFormat             = "json"
 	DefaultQoS                = 1
 	DefaultBaud               = 9600
@@ -72,6 +73,9 @@ func (c *Config) setDefaults(m *meta) {
 	}
 	if unset("pipeline.checkpoint_interval", p.CheckpointInterval == 0) {
 		p.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if unset("pipeline.state_interval", p.StateInterval == 0) {
+		p.StateInterval = max(DefaultStateInterval, p.CheckpointInterval)
 	}
 
 	st := &c.Store

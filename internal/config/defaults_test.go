@@ -57,6 +57,7 @@ type = "stdout"
 	check("pipeline.allowed_lateness", c.Pipeline.AllowedLateness.D(), time.Duration(0))
 	check("pipeline.idle_timeout", c.Pipeline.IdleTimeout.D(), 30*time.Second)
 	check("pipeline.checkpoint_interval", c.Pipeline.CheckpointInterval.D(), time.Second)
+	check("pipeline.state_interval", c.Pipeline.StateInterval.D(), 30*time.Second)
 	check("source[0].format", c.Sources[0].Format, "json")
 	check("source[0].qos", c.Sources[0].QoS, 1)
 	check("source[0].max_out_of_orderness", c.Sources[0].MaxOutOfOrderness, (*Duration)(nil))

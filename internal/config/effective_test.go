@@ -189,6 +189,7 @@ max_out_of_orderness = "2s"
 allowed_lateness     = "0s"
 idle_timeout         = "30s"
 checkpoint_interval  = "1s"
+state_interval       = "30s"
 
 [store]
 max_bytes        = "256MiB"

@@ -75,6 +75,10 @@ type Pipeline struct {
 	AllowedLateness    Duration `toml:"allowed_lateness"`     // default 0s
 	IdleTimeout        Duration `toml:"idle_timeout"`         // default 30s; 0 disables idleness
 	CheckpointInterval Duration `toml:"checkpoint_interval"`  // default 1s
+	// StateInterval: how often a checkpoint also writes the operators'
+	// state (the other checkpoints commit the records only). Default 30s;
+	// at least checkpoint_interval.
+	StateInterval Duration `toml:"state_interval"`
 }
 
 // Store tunes the data file in data_dir (store.Options).

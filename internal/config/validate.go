@@ -148,6 +148,9 @@ func (v validator) pipeline(p *Pipeline) {
 	if p.CheckpointInterval <= 0 {
 		v.add(l.child("checkpoint_interval"), `must be more than 0, e.g. "1s"`)
 	}
+	if p.StateInterval < 0 || (p.StateInterval > 0 && p.CheckpointInterval > 0 && p.StateInterval < p.CheckpointInterval) {
+		v.add(l.child("state_interval"), `must be at least checkpoint_interval (%s), e.g. "30s": state is saved with a checkpoint`, p.CheckpointInterval.D())
+	}
 }
 
 func (v validator) store(s *Store) {

@@ -50,12 +50,14 @@ type PipelineStatus struct {
 // CheckpointStatus combines the runner's figures and the newest
 // checkpoint in the data file.
 type CheckpointStatus struct {
-	Count             *int64     `json:"count,omitempty"`
+	Count             *int64     `json:"count,omitempty"`       // commits: records, and state every state_interval
+	StateCount        *int64     `json:"state_count,omitempty"` // state checkpoints among them
 	LastCommitSeconds *float64   `json:"last_commit_seconds,omitempty"`
 	LastPauseSeconds  *float64   `json:"last_pause_seconds,omitempty"`
 	MaxPauseSeconds   *float64   `json:"max_pause_seconds,omitempty"`
 	AgeSeconds        *float64   `json:"age_seconds,omitempty"`
-	Offset            *uint64    `json:"offset,omitempty"` // of the newest committed checkpoint
+	Offset            *uint64    `json:"offset,omitempty"`         // of the newest state checkpoint: a replay after a crash starts here
+	RecordsOffset     *uint64    `json:"records_offset,omitempty"` // records are committed up to here, ahead of the state
 	Committed         *time.Time `json:"committed,omitempty"`
 	Keys              *int64     `json:"keys,omitempty"`  // state keys stored
 	Bytes             *int64     `json:"bytes,omitempty"` // written by the newest checkpoint
@@ -187,6 +189,7 @@ func (s *Server) collect() *Status {
 		}
 		st.Pipeline = p
 		st.Checkpoint.Count = ptr(snap.Checkpoints)
+		st.Checkpoint.StateCount = ptr(snap.States)
 		st.Checkpoint.LastPauseSeconds = ptr(seconds(snap.LastPause))
 		st.Checkpoint.MaxPauseSeconds = ptr(seconds(snap.MaxPause))
 		if !snap.LastCheckpoint.IsZero() {
@@ -309,6 +312,12 @@ func (s *Server) storeStatus(cp *CheckpointStatus, cursors map[string]uint64) *S
 				if _, err := m.UnmarshalMsg(v); err == nil {
 					t := time.UnixMilli(m.Time).UTC()
 					cp.Offset, cp.Committed, cp.Keys, cp.Bytes = &m.Offset, &t, &m.Keys, &m.Bytes
+				}
+			}
+			if v := b.Get([]byte("flushed")); v != nil {
+				var f store.FlushMeta
+				if _, err := f.UnmarshalMsg(v); err == nil {
+					cp.RecordsOffset = &f.Offset
 				}
 			}
 		}

@@ -108,7 +108,10 @@ func promMetrics(st *Status) *metrics {
 
 	cp := &st.Checkpoint
 	if cp.Count != nil {
-		m.add("edged_checkpoints_total", counter, "Checkpoints taken since the start.", float64(*cp.Count))
+		m.add("edged_checkpoints_total", counter, "Checkpoints taken since the start (commits of records, with the state every state_interval).", float64(*cp.Count))
+		if cp.StateCount != nil {
+			m.add("edged_state_checkpoints_total", counter, "Checkpoints since the start that wrote the operators' state.", float64(*cp.StateCount))
+		}
 		m.add("edged_checkpoint_pause_seconds", gauge, "How long the pipeline paused for the last checkpoint.", *cp.LastPauseSeconds)
 		m.add("edged_checkpoint_pause_max_seconds", gauge, "The longest pause of the pipeline for a checkpoint since the start.", *cp.MaxPauseSeconds)
 	}

@@ -17,7 +17,8 @@ type Snapshot struct {
 	Ready       bool
 	Offset      uint64 // the next log offset to process
 	Processed   int64  // log entries processed since the start
-	Checkpoints int64  // checkpoints handed to the writer since the start
+	Checkpoints int64  // commits handed to the writer since the start (flushes and state checkpoints)
+	States      int64  // state checkpoints among them
 	LastPause   time.Duration
 	MaxPause    time.Duration
 	// LastCheckpoint is when the runner last took a checkpoint or found
@@ -77,7 +78,7 @@ func (r *Runner) publish(now time.Time, caughtUp bool) {
 	}
 	o.last = now
 	s := &Snapshot{
-		Taken: now, Ready: caughtUp, Offset: r.offset, Processed: r.Processed, Checkpoints: r.Checkpoints,
+		Taken: now, Ready: caughtUp, Offset: r.offset, Processed: r.Processed, Checkpoints: r.Checkpoints, States: r.States,
 		LastPause: r.LastPause, MaxPause: r.MaxPause, LastCheckpoint: r.lastCP,
 		Watermark: r.eng.Watermark(), Engine: r.eng.Stats(), Sources: r.eng.SourceWatermarks(),
 	}

@@ -159,7 +159,7 @@ func TestProcessingTimeDeadman(t *testing.T) {
 	g.readings("a@1000=1", "b@2000=2", "a@5000=5", "b@10000=10")
 	g.at(r1, 10000, 0)
 	ctx := context.Background()
-	if err := r1.checkpoint(ctx, false); err != nil {
+	if err := r1.checkpoint(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := r1.waitWriter(ctx); err != nil {

@@ -1,7 +1,13 @@
 // Package runner drives the pipeline in the daemon: it reads the ingest log
-// in offset order, feeds the engine, collects the records, and takes
-// checkpoints, each one transaction holding the log offset, the state that
-// changed and the outbox records produced since the previous one.
+// in offset order, feeds the engine, collects the records, and commits
+// them. Every CheckpointInterval it commits the records produced since the
+// previous commit (a flush: records and the point of the log they cover,
+// one transaction); every StateInterval, and at a graceful stop, a state
+// checkpoint: the log offset, the state that changed since the previous
+// state checkpoint and the records produced since the previous commit, one
+// transaction. A flush also happens as soon as MaxPending records wait, so
+// a burst of firings (100,000 windows closing at once) is not held in
+// memory.
 //
 // # Exactly once
 //
@@ -10,7 +16,13 @@
 // after entries [0, O) and the records they produced, with their seq. After
 // a crash the runner restores the newest checkpoint and replays from O: the
 // records it produces again get the same seq and id, and nothing before O
-// is produced twice. Processing-time decisions that change results
+// is produced twice. The records flushed after O were produced by that
+// same deterministic run: the replay produces them again, with the same
+// seq, and commits none of them until it passes the flush's point
+// (store.FlushMeta); from there on it commits what it produces. A flush
+// costs the records only; the state, which for many keys is far larger
+// than the records (every key changes every second at 1 Hz), is written
+// once per StateInterval, which bounds the replay after a crash. Processing-time decisions that change results
 // (idleness) are written into the log as entries, so a replay takes them at
 // the same place. So are processing-time ticks: while every source is idle
 // (the watermark stands still) and a detector with processing_time (deadman)
@@ -41,7 +53,14 @@ import (
 type Config struct {
 	Device             string
 	Engine             pipeline.Config
-	CheckpointInterval time.Duration // default 1 s
+	CheckpointInterval time.Duration // records are committed this often; default 1 s
+	// StateInterval is how often a checkpoint includes the operators'
+	// state; default (and at least) CheckpointInterval. Longer writes less
+	// (SD-card wear) and makes the replay after a crash longer.
+	StateInterval time.Duration
+	// MaxPending flushes the records as soon as this many wait for their
+	// commit; default 4096.
+	MaxPending int
 	// IdleTimeout marks a source idle when it delivered nothing for this
 	// long (processing time). 0 disables idleness.
 	IdleTimeout time.Duration
@@ -63,10 +82,18 @@ type Runner struct {
 
 	offset  uint64 // next log offset to process
 	nextSeq uint64
-	pending []store.Record // produced since the last checkpoint
+	pending []store.Record // produced since the last commit
 	dropOps []string       // stored state to delete with the next checkpoint
 	lastCP  time.Time
-	cpOff   uint64 // offset of the last checkpoint handed to the writer
+	lastSt  time.Time // of the last state checkpoint
+	stOff   uint64    // offset of the last state checkpoint handed to the writer
+	inEntry uint64    // records produced so far by the entry being processed
+	// skip, after a crash, is the point up to which the records the
+	// replay produces were committed already (a flush); nil past it.
+	skip  *store.FlushMeta
+	batch []store.Entry   // entries read by step, processed outside the read transaction
+	ctx   context.Context // of Run or Drain, for flushes from emit
+	err   error           // a flush from emit that failed: step returns it
 
 	lastIngest map[string]int64 // per source: ingest time of its newest entry
 	idleSent   map[string]bool  // idle marker written, no reading since
@@ -86,7 +113,9 @@ type Runner struct {
 
 	// Stats.
 	Processed   int64
-	Checkpoints int64
+	Checkpoints int64         // commits handed to the writer: flushes and state checkpoints
+	States      int64         // state checkpoints among them
+	Suppressed  int64         // records a replay produced again that were committed before the crash
 	LastPause   time.Duration // the pipeline's pause for the last checkpoint
 	MaxPause    time.Duration
 }
@@ -96,6 +125,10 @@ type Runner struct {
 func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = time.Second
+	}
+	cfg.StateInterval = max(cfg.StateInterval, cfg.CheckpointInterval)
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 4096
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -166,12 +199,21 @@ func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 	if first := st.LogFirst(); r.offset < first {
 		return nil, fmt.Errorf("checkpoint at log offset %d but the log starts at %d: entries were lost", r.offset, first)
 	}
+	f, err := st.Flushed()
+	if err != nil {
+		return nil, err
+	}
+	if f != nil && (f.Offset > r.offset || (f.Offset == r.offset && f.Within > 0)) {
+		r.skip = f
+		r.log.Info("records up to a later point of the log were committed before the restart: the replay commits them once only",
+			"state_offset", r.offset, "records_offset", f.Offset, "next_seq", f.NextSeq)
+	}
 	nowMs := now.UnixMilli()
 	for _, s := range cfg.Engine.Sources {
 		r.lastIngest[s.Name] = nowMs
 	}
-	r.cpOff = r.offset
-	r.lastCP = now
+	r.stOff = r.offset
+	r.lastCP, r.lastSt = now, now
 	return r, nil
 }
 
@@ -203,6 +245,21 @@ func (r *Runner) emit(rec *pipeline.Record) {
 		}
 		return
 	}
+	idx := r.inEntry
+	r.inEntry++
+	if r.skip != nil {
+		if r.offset < r.skip.Offset || (r.offset == r.skip.Offset && idx < r.skip.Within) {
+			// Committed before the crash, with this seq: produced again
+			// only to bring the state to where the flush was.
+			r.nextSeq++
+			r.Suppressed++
+			if r.cfg.Live != nil {
+				r.cfg.Live(rec)
+			}
+			return
+		}
+		r.endSkip()
+	}
 	id := RecordID(r.cfg.Device, rec)
 	seq := r.nextSeq
 	r.nextSeq++
@@ -223,6 +280,26 @@ func (r *Runner) emit(rec *pipeline.Record) {
 	if r.cfg.Live != nil {
 		r.cfg.Live(rec)
 	}
+	if len(r.pending) >= r.cfg.MaxPending && r.err == nil {
+		r.err = r.flush(r.ctx)
+	}
+}
+
+// endSkip ends the replay of records committed before a crash: the next
+// record is the first the outbox does not have. A run is a function of the
+// log and the config, so the replay numbers them as the flush did; if it
+// did not (the config changed between the crash and the restart), seq
+// continues after the committed ones, gapless, and the records of the
+// replayed stretch are those of the old config.
+func (r *Runner) endSkip() {
+	f := r.skip
+	r.skip = nil
+	if r.nextSeq != f.NextSeq {
+		r.log.Warn("the replay after the restart produced other records than the run before the crash (was the config changed?): seq continues after the committed ones",
+			"offset", f.Offset, "replayed_next_seq", r.nextSeq, "committed_next_seq", f.NextSeq)
+		r.nextSeq = f.NextSeq
+	}
+	r.log.Info("replay passed the records committed before the restart", "offset", r.offset, "next_seq", r.nextSeq, "suppressed", r.Suppressed)
 }
 
 // RecordID derives a record's id from its identity only (SEMANTICS
@@ -260,14 +337,26 @@ func RecordID(device string, r *pipeline.Record) string {
 }
 
 // step processes up to max log entries; it returns how many.
+//
+// The entries are copied out of the log's read transaction first: a flush
+// from emit waits for the writer, whose commit may have to grow (remap)
+// the file, which waits for every read transaction to end.
 func (r *Runner) step(max int) (int, error) {
 	var rd sensors.Reading
-	n := 0
-	next, err := r.st.ReadLog(r.offset, max, func(off uint64, e *store.Entry) error {
-		if off != r.offset {
-			return fmt.Errorf("log gap: expected offset %d, got %d", r.offset, off)
+	r.batch = r.batch[:0]
+	_, rerr := r.st.ReadLog(r.offset, max, func(off uint64, e *store.Entry) error {
+		if want := r.offset + uint64(len(r.batch)); off != want {
+			return fmt.Errorf("log gap: expected offset %d, got %d", want, off)
 		}
+		r.batch = append(r.batch, *e)
+		return nil
+	})
+	n := 0
+	for i := range r.batch {
+		e := &r.batch[i]
+		off := r.offset
 		r.curIngest = e.Ingest
+		r.inEntry = 0
 		switch e.Kind {
 		case store.EntryReading:
 			rd = sensors.Reading{Source: e.Source, Sensor: e.Sensor, Metric: e.Metric, Value: e.Value, TS: e.TS}
@@ -283,12 +372,21 @@ func (r *Runner) step(max int) (int, error) {
 			r.eng.ProcessingTick(e.Ingest)
 		}
 		r.offset = off + 1
+		r.inEntry = 0
 		n++
 		r.Processed++
-		return nil
-	})
-	_ = next
-	return n, err
+		if r.skip != nil && (r.offset > r.skip.Offset || (r.offset == r.skip.Offset && r.skip.Within == 0)) {
+			r.endSkip()
+		}
+		if err := r.err; err != nil {
+			// The records stay pending: the next commit takes them.
+			r.err = nil
+			clear(r.batch[i+1:])
+			return n, err
+		}
+	}
+	clear(r.batch) // drop the strings
+	return n, rerr
 }
 
 func max64(a, b int64) int64 {
@@ -303,12 +401,16 @@ func max64(a, b int64) int64 {
 // checkpoint: call Drain once the sources and the appender have stopped.
 func (r *Runner) Run(ctx context.Context) error {
 	r.startWriter()
+	r.ctx = ctx
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	caughtUp := false
 	for {
 		n, err := r.step(4096)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopping while a flush waited: Drain goes on
+			}
 			return err
 		}
 		now := r.cfg.Now()
@@ -397,6 +499,7 @@ func (r *Runner) tick(ctx context.Context) bool {
 // after the sources and the appender have stopped (graceful shutdown).
 func (r *Runner) Drain(ctx context.Context) error {
 	r.startWriter()
+	r.ctx = ctx
 	for {
 		n, err := r.step(4096)
 		if err != nil {
@@ -419,16 +522,29 @@ func (r *Runner) Drain(ctx context.Context) error {
 // abort makes the writer give up retrying its checkpoint.
 func (r *Runner) abort() { r.quitOnce.Do(func() { close(r.quit) }) }
 
-// checkpoint hands the changes since the last checkpoint to the writer.
-// The pipeline pauses only to encode the changed keys (and to wait for the
-// previous checkpoint's commit, if it is still being written).
-func (r *Runner) checkpoint(ctx context.Context, final bool) error {
+// checkpoint hands the records produced since the last commit to the
+// writer, with the state that changed since the last state checkpoint when
+// StateInterval has passed, or when state is set (a graceful stop). The
+// pipeline pauses only to encode the changed keys (and to wait for the
+// previous commit, if it is still being written).
+func (r *Runner) checkpoint(ctx context.Context, state bool) error {
+	now := r.cfg.Now()
+	if !state && len(r.dropOps) == 0 && now.Sub(r.lastSt) < r.cfg.StateInterval {
+		r.lastCP = now
+		return r.flush(ctx)
+	}
+	if r.skip != nil {
+		// Still below records committed before the crash: a state
+		// checkpoint here would be older than they are.
+		r.lastCP = now
+		return nil
+	}
 	start := time.Now()
 	if err := r.waitWriter(ctx); err != nil {
 		return err
 	}
-	r.lastCP = r.cfg.Now()
-	if r.offset == r.cpOff && len(r.pending) == 0 && len(r.dropOps) == 0 && !final {
+	r.lastCP, r.lastSt = now, now
+	if r.offset == r.stOff && len(r.pending) == 0 && len(r.dropOps) == 0 && !state {
 		return nil
 	}
 	var d pipeline.Delta
@@ -447,11 +563,37 @@ func (r *Runner) checkpoint(ctx context.Context, final bool) error {
 	}
 	r.dropOps = nil
 	r.pending = nil
-	r.cpOff = r.offset
+	r.stOff = r.offset
 	r.cpBusy = true
 	r.cpCh <- cp
 	r.LastPause = time.Since(start)
 	r.MaxPause = max(r.MaxPause, r.LastPause)
+	r.Checkpoints++
+	r.States++
+	return nil
+}
+
+// flush hands the records produced since the last commit to the writer,
+// without state (a store.FlushMeta marks how far they go), if there are
+// any. It may run in the middle of an entry (from emit).
+func (r *Runner) flush(ctx context.Context) error {
+	if len(r.pending) == 0 || r.skip != nil {
+		return nil
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	r.startWriter()
+	if err := r.waitWriter(ctx); err != nil {
+		return err
+	}
+	cp := &store.Checkpoint{
+		Records: r.pending,
+		Flush:   &store.FlushMeta{Offset: r.offset, Within: r.inEntry, NextSeq: r.nextSeq, Time: r.cfg.Now().UnixMilli()},
+	}
+	r.pending = nil
+	r.cpBusy = true
+	r.cpCh <- cp
 	r.Checkpoints++
 	return nil
 }
@@ -469,7 +611,11 @@ func (r *Runner) startWriter() {
 			err := r.commit(cp)
 			d := time.Since(start)
 			r.commitNs.Store(int64(d))
-			r.log.Debug("checkpoint committed", "offset", cp.Meta.Offset, "keys", len(cp.State), "records", len(cp.Records), "took", d)
+			if cp.Flush != nil {
+				r.log.Debug("records committed", "offset", cp.Flush.Offset, "records", len(cp.Records), "took", d)
+			} else {
+				r.log.Debug("checkpoint committed", "offset", cp.Meta.Offset, "keys", len(cp.State), "records", len(cp.Records), "took", d)
+			}
 			r.cpDone <- err
 		}
 	}()
