@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/edged/edged/cep"
 	"math"
@@ -520,4 +521,41 @@ func TestDeadmanNoProcessingTime(t *testing.T) {
 	}
 	e.ProcessingTick(1_000_000)
 	expect(t, c.take())
+}
+
+// TestDirtyKeysBoundedBetweenDeltas: with incremental snapshots and no
+// Delta for many windows (the daemon writes the state every
+// state_interval), a key whose windows fired and that gets readings again
+// keeps one keyState: the changed-key list holds each key once, not once
+// per window that fired in between.
+func TestDirtyKeysBoundedBetweenDeltas(t *testing.T) {
+	const keys = 3000
+	ws := []WindowSpec{{Name: "t1s", Type: Tumbling, Size: time.Second, Aggs: aggs(t, "count")}}
+	e, err := New(Config{DefaultOutOfOrderness: 0, Windows: ws, Incremental: true}, &collector{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = fmt.Sprintf("s%05d", i)
+	}
+	for sec := int64(0); sec < 20; sec++ {
+		for k := range names {
+			r := sensors.Reading{Source: "src", Sensor: names[k], Value: 1, TS: sec*1000 + int64(k%1000)}
+			if err := e.Process(&r, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	op := e.ops[0]
+	if len(op.dirty) > keys || len(op.keys) > keys {
+		t.Fatalf("%d changed keyStates and %d in the map for %d keys", len(op.dirty), len(op.keys), keys)
+	}
+	var d Delta
+	if err := e.AppendDelta(&d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Keys) != keys {
+		t.Fatalf("delta of %d keys, want %d", len(d.Keys), keys)
+	}
 }

@@ -26,6 +26,9 @@ type windowOp struct {
 	keys    map[kkey]*keyState
 	heap    keyHeap
 	empties int // keys in the map with no state, swept when many
+	// held of them were kept by the last sweep because their deletion is
+	// not in a Delta yet (AppendDelta removes them).
+	held int
 
 	pool    aggPool
 	scratch aggState
@@ -461,18 +464,28 @@ func (op *windowOp) sweep() {
 	if least == 0 {
 		least = 1024
 	}
-	if op.empties < least || op.empties < len(op.keys)/2 {
+	if op.empties-op.held < least || op.empties-op.held < len(op.keys)/2 {
 		return
 	}
+	kept := 0
 	for k, ks := range op.keys {
 		if ks.empty() {
+			if ks.dirty {
+				// Its deletion is not in a Delta yet: kept (and reused by
+				// a reading for the same key) until AppendDelta removes it.
+				// Dropped here, it would stay referenced by op.dirty while
+				// the key got a new keyState, and so on until the next
+				// checkpoint of the state.
+				kept++
+				continue
+			}
 			if ks.sl != nil {
 				ks.sl.release(&op.pool)
 			}
 			delete(op.keys, k)
 		}
 	}
-	op.empties = 0
+	op.empties, op.held = kept, kept
 }
 
 // emitEarly emits the partial result of every open window (one the

@@ -280,11 +280,18 @@ func (e *Engine) AppendDelta(d *Delta) error {
 		for _, ks := range op.dirty {
 			ks.dirty = false
 			o.key(ks.k)
-			if !ks.empty() { // else a deletion: no value
+			if !ks.empty() {
 				o.buf = ks.appendMsg(o.buf, &e.skBuf)
+			} else if op.keys[ks.k] == ks { // a deletion: no value
+				if ks.sl != nil {
+					ks.sl.release(&op.pool)
+				}
+				delete(op.keys, ks.k)
+				op.empties--
 			}
 			o.end()
 		}
+		op.held = 0
 		if per := o.appendTo(d, op.spec.Name); per > 0 {
 			op.deltaPerKey = per
 		}
@@ -608,7 +615,7 @@ func (op *windowOp) reset() {
 	}
 	op.keys = make(map[kkey]*keyState)
 	op.heap = op.heap[:0]
-	op.empties = 0
+	op.empties, op.held = 0, 0
 	clear(op.dirty)
 	op.dirty = op.dirty[:0]
 }
