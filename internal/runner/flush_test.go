@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,5 +131,26 @@ func TestFlushThenConfigChange(t *testing.T) {
 	}
 	if !strings.Contains(got[committed], `"window":"t5s"`) {
 		t.Fatalf("first record after the restart: %s", got[committed])
+	}
+}
+
+// TestAfterStateRunsPerStateCheckpoint: the hook (the daemon frees memory
+// there) runs after each committed state checkpoint, not after flushes.
+func TestAfterStateRunsPerStateCheckpoint(t *testing.T) {
+	st, _ := storetest.MustOpen(t, nil)
+	fill(t, st, 20, 30)
+	var calls atomic.Int64
+	r, err := New(st, nil, Config{Device: "gw", CheckpointInterval: time.Hour, StateInterval: time.Hour, MaxPending: 5,
+		AfterState: func() { calls.Add(1) },
+		Engine:     pipeline.Config{DefaultOutOfOrderness: 2 * time.Second, Windows: windows(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashRun(t, r, 100, 2, 400) // flushes after every step, state after every 2nd
+	if r.States != 2 || r.Checkpoints <= r.States {
+		t.Fatalf("%d commits, %d with state", r.Checkpoints, r.States)
+	}
+	if n := calls.Load(); n != r.States {
+		t.Fatalf("AfterState ran %d times for %d state checkpoints", n, r.States)
 	}
 }

@@ -61,6 +61,10 @@ type Config struct {
 	// MaxPending flushes the records as soon as this many wait for their
 	// commit; default 4096.
 	MaxPending int
+	// AfterState, if set, runs on the writer's goroutine after each state
+	// checkpoint is committed (the daemon returns the commit's memory to
+	// the system there).
+	AfterState func()
 	// IdleTimeout marks a source idle when it delivered nothing for this
 	// long (processing time). 0 disables idleness.
 	IdleTimeout time.Duration
@@ -615,6 +619,10 @@ func (r *Runner) startWriter() {
 				r.log.Debug("records committed", "offset", cp.Flush.Offset, "records", len(cp.Records), "took", d)
 			} else {
 				r.log.Debug("checkpoint committed", "offset", cp.Meta.Offset, "keys", len(cp.State), "records", len(cp.Records), "took", d)
+				if err == nil && r.cfg.AfterState != nil {
+					cp = nil // its buffers are garbage now
+					r.cfg.AfterState()
+				}
 			}
 			r.cpDone <- err
 		}
