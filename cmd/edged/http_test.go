@@ -188,7 +188,7 @@ func TestHTTPEndpoint(t *testing.T) {
 	_, metrics = pollHTTP(t, d, base+"/metrics", "", 10*time.Second, func(code int, body string) bool {
 		return strings.Contains(body, "\nedged_pipeline_readings_total 500\n") && strings.Contains(body, "\nedged_pipeline_backlog_entries 0\n")
 	})
-	for _, want := range []string{"\nedged_watermark_lag_seconds{source=\"f\"} ", "\nedged_state_keys ", "\nedged_snapshot_age_seconds "} {
+	for _, want := range []string{"\nedged_watermark_lag_seconds{source=\"f\"} ", "\nedged_state_keys ", "\nedged_snapshot_age_seconds ", "\nedged_checkpoints_total ", "\nedged_state_checkpoints_total "} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("no %q in /metrics:\n%s", want, metrics)
 		}

@@ -191,7 +191,7 @@ func printStats(w io.Writer, s *store.Stats) {
 	fmt.Fprintf(w, "log         offsets %d..%d (%d entries), %s in %d chunks; oldest %s, newest %s\n", s.LogFirst, s.LogEnd, s.LogEnd-s.LogFirst, mib(s.LogBytes), s.LogChunks, ts(s.LogOldestIngest), ts(s.LogNewestIngest))
 	fmt.Fprintf(w, "            retention: max %s, %s; %d entries dropped so far\n", mib(s.LogMaxBytes), time.Duration(s.LogRetainMs)*time.Millisecond, s.LogDropped)
 	if c := s.Checkpoint; c != nil {
-		fmt.Fprintf(w, "checkpoint  state at log offset %d, %s, next seq %d, %d keys of state in %d windows, last one wrote %d bytes\n", c.Offset, ts(c.Time), c.NextSeq, c.Keys, s.StateOps, c.Bytes)
+		fmt.Fprintf(w, "checkpoint  at log offset %d, %s, next seq %d, %d keys of state in %d windows, last one wrote %d bytes\n", c.Offset, ts(c.Time), c.NextSeq, c.Keys, s.StateOps, c.Bytes)
 	} else {
 		fmt.Fprintf(w, "checkpoint  none yet\n")
 	}

@@ -248,3 +248,31 @@ func TestSalvageUsage(t *testing.T) {
 		t.Errorf("inspect -h does not document --salvage:\n%s", so)
 	}
 }
+
+// TestInspectShowsRecordsAheadOfState: records committed without the state
+// (a flush) are reported beside the state checkpoint, with the point a
+// restart replays to.
+func TestInspectShowsRecordsAheadOfState(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "edged.toml")
+	writeFile(t, cfg, "[device]\nid = \"gw\"\ndata_dir = \""+data+"\"\n[http]\nenabled = false\n[[source]]\nname = \"in\"\ntype = \"stdin\"\n[[window]]\nname = \"w\"\ntype = \"tumbling\"\nsize = \"1s\"\naggregates = [\"count\"]\n")
+	st, err := store.Open(data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := store.Record{ID: "a", Name: "w", Key: "k", Body: []byte(`{"seq":1}`)}
+	if err := st.Commit(&store.Checkpoint{Meta: store.CheckpointMeta{Offset: 5, NextSeq: 1, Time: 1_700_000_000_000}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(&store.Checkpoint{Records: []store.Record{rec}, Flush: &store.FlushMeta{Offset: 9, Within: 1, NextSeq: 2, Time: 1_700_000_001_000}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out, _ := edgedOK(t, "inspect", "-c", cfg)
+	for _, want := range []string{"checkpoint  at log offset 5,", "records committed ahead of the state up to log offset 9 (+1 of its records), next seq 2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out)
+		}
+	}
+}
