@@ -230,9 +230,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 		// changed keys encoded, bbolt's dirty pages); without this the
 		// runtime keeps the pages for minutes and RSS stays at the peak.
 		// One forced collection per state_interval: a few ms of CPU.
-		AfterState: debug.FreeOSMemory,
-		IdleTimeout:        cfg.Pipeline.IdleTimeout.D(),
-		Logger:             log,
+		AfterState:  debug.FreeOSMemory,
+		IdleTimeout: cfg.Pipeline.IdleTimeout.D(),
+		Logger:      log,
 	})
 	if err != nil {
 		return err
