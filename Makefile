@@ -103,6 +103,7 @@ repro:
 	@cmp -s $(DIST)/repro-a $(DIST)/repro-b && echo "repro: identical" || { echo "repro: the two builds differ" >&2; exit 1; }
 
 lint:
+	@files=$$(gofmt -l .); if [ -n "$$files" ]; then echo "not gofmt-ed (run gofmt -w):"; echo "$$files"; exit 1; fi
 	$(GO) vet $(PKG)
 	GOARCH=arm $(GO) vet $(PKG)
 	$(GO) run $(STATICCHECK) $(PKG)
