@@ -22,13 +22,14 @@
 // (store.FlushMeta); from there on it commits what it produces. A flush
 // costs the records only; the state, which for many keys is far larger
 // than the records (every key changes every second at 1 Hz), is written
-// once per StateInterval, which bounds the replay after a crash. Processing-time decisions that change results
-// (idleness) are written into the log as entries, so a replay takes them at
-// the same place. So are processing-time ticks: while every source is idle
-// (the watermark stands still) and a detector with processing_time (deadman)
-// has a key due, the runner appends a store.EntryTick carrying the wall
-// clock, and the engine runs those keys at that time when it reads the
-// entry, live or in a replay. Early results (final: false) depend on
+// once per StateInterval, which bounds the replay after a crash.
+// Processing-time decisions that change results (idleness) are written
+// into the log as entries, so a replay takes them at the same place. So
+// are processing-time ticks: while every source is idle (the watermark
+// stands still) and a detector with processing_time (deadman) has a key
+// due, the runner appends a store.EntryTick carrying the wall clock, and
+// the engine runs those keys at that time when it reads the entry, live or
+// in a replay. Early results (final: false) depend on
 // processing time and never enter the outbox.
 package runner
 
