@@ -607,11 +607,12 @@ func (r *Runner) startWriter() {
 	if r.cpCh != nil {
 		return
 	}
-	r.cpCh = make(chan *store.Checkpoint)
+	ch := make(chan *store.Checkpoint)
+	r.cpCh = ch
 	r.cpDone = make(chan error, 1)
 	r.quit = make(chan struct{})
 	go func() {
-		for cp := range r.cpCh {
+		for cp := range ch { // not r.cpCh: Close sets it to nil
 			start := time.Now()
 			err := r.commit(cp)
 			d := time.Since(start)
