@@ -77,15 +77,22 @@ func (d *daemon) waitFor(t *testing.T, re *regexp.Regexp, timeout time.Duration)
 func (d *daemon) stop(t *testing.T, sig syscall.Signal) int {
 	t.Helper()
 	d.cmd.Process.Signal(sig)
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		for l := range d.lines {
 			d.log.WriteString(l + "\n")
 		}
 	}()
 	select {
 	case <-d.done:
+		<-drained // lines is closed before done is sent: the log is complete
 	case <-time.After(30 * time.Second):
 		d.cmd.Process.Kill()
+		select {
+		case <-drained:
+		case <-time.After(5 * time.Second):
+		}
 		t.Fatalf("daemon did not stop after %v; log:\n%s", sig, d.log)
 	}
 	return d.cmd.ProcessState.ExitCode()
