@@ -19,6 +19,7 @@ import (
 )
 
 var serialCPU = flag.Duration("serial.cpu", 0, "run TestSerialCPU: feed a pty at 115200 baud for this long and report edged's CPU use (e.g. 10s)")
+var serialCommit = flag.Duration("serial.commit", 0, "TestSerialCPU: [store] commit_interval of the daemon (0: the default)")
 
 // serialPty is a socat process joining two pseudo-terminals: edged opens
 // dev, the test plays the device on peer.
@@ -289,6 +290,11 @@ type = "tumbling"
 size = "10s"
 aggregates = ["count", "mean", "min", "max", "p95"]
 `, filepath.Join(dir, "data"), dev)), 0o644)
+	if *serialCommit > 0 {
+		f, _ := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		fmt.Fprintf(f, "[store]\ncommit_interval = %q\n", serialCommit.String())
+		f.Close()
+	}
 	p := startSerialPty(t, dev, peer)
 	d := startDaemon(t, cfg)
 	d.waitFor(t, regexp.MustCompile(`serial port opened`), 10*time.Second)
@@ -322,6 +328,6 @@ aggregates = ["count", "mean", "min", "max", "p95"]
 	if code := d.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("SIGTERM: exit %d; log:\n%s", code, d.log)
 	}
-	t.Logf("115200 baud: %d lines, %d bytes in %.1f s (%.0f bytes/s); edged CPU %.2f%% of one core (idle %.2f%%; target < 1%%: %s)",
-		lines, sent, wall.Seconds(), float64(sent)/wall.Seconds(), busy, idle, map[bool]string{true: "met", false: "MISSED"}[busy < 1])
+	t.Logf("115200 baud: %d lines, %d bytes in %.1f s (%.0f bytes/s); edged CPU %.2f%% of one core (idle %.2f%%; target < 1%%: %s; commit_interval %v)",
+		lines, sent, wall.Seconds(), float64(sent)/wall.Seconds(), busy, idle, map[bool]string{true: "met", false: "MISSED"}[busy < 1], *serialCommit)
 }
