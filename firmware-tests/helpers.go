@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edged/edged/internal/mqtttest"
 )
 
 // SerialPty is a socat process joining two pseudo-terminals: edged opens
@@ -118,29 +118,15 @@ type Subscriber struct {
 	dups     int
 	conflict []string
 	notJSON  []string
-	client   mqtt.Client
 }
 
 // Subscribe connects to url as clientID with a persistent session and
-// subscribes to filter at QoS 1; it disconnects when the test ends.
+// subscribes to filter at QoS 1 (mqtttest.Subscribe); it disconnects when
+// the test ends.
 func Subscribe(t testing.TB, url, clientID, filter string) *Subscriber {
 	t.Helper()
 	s := &Subscriber{bySeq: map[int]string{}, recs: map[int]Record{}}
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(clientID).SetCleanSession(false).
-		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
-		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(filter, 1, nil) }).
-		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.add(m.Topic(), m.Payload()) })
-	s.client = mqtt.NewClient(o)
-	if tok := s.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber on %s: %v", url, tok.Error())
-	}
-	// Wait for the subscription itself (the handler above subscribes
-	// asynchronously): a second, synchronous one to the same filter.
-	if tok := s.client.Subscribe(filter, 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe %s on %s: %v", filter, url, tok.Error())
-	}
-	t.Cleanup(func() { s.client.Disconnect(100) })
+	mqtttest.Subscribe(t, url, clientID, filter, s.add)
 	return s
 }
 

@@ -71,39 +71,24 @@ type subscriber struct {
 	mu   sync.Mutex
 	msgs []map[string]any
 	raw  map[float64]string
-	c    mqtt.Client
 }
 
 func subscribe(t *testing.T, url, topic string) *subscriber {
 	s := &subscriber{raw: map[float64]string{}}
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID("test-sub").SetCleanSession(false).
-		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
-		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(topic, 1, nil) }).
-		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-			var r map[string]any
-			if json.Unmarshal(m.Payload(), &r) != nil {
-				return
-			}
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			seq := r["seq"].(float64)
-			if prev, ok := s.raw[seq]; ok && prev != string(m.Payload()) {
-				t.Errorf("seq %v arrived with two payloads:\n%s\n%s", seq, prev, m.Payload())
-			}
-			s.raw[seq] = string(m.Payload())
-			s.msgs = append(s.msgs, r)
-		})
-	s.c = mqtt.NewClient(o)
-	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber: %v", tok.Error())
-	}
-	// The handler above subscribes asynchronously: a broker stopped before
-	// it saw that SUBSCRIBE keeps a session without the subscription. A
-	// second, synchronous one to the same filter waits for it.
-	if tok := s.c.Subscribe(topic, 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe %s: %v", topic, tok.Error())
-	}
-	t.Cleanup(func() { s.c.Disconnect(100) })
+	mqtttest.Subscribe(t, url, "test-sub", topic, func(_ string, payload []byte) {
+		var r map[string]any
+		if json.Unmarshal(payload, &r) != nil {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		seq := r["seq"].(float64)
+		if prev, ok := s.raw[seq]; ok && prev != string(payload) {
+			t.Errorf("seq %v arrived with two payloads:\n%s\n%s", seq, prev, payload)
+		}
+		s.raw[seq] = string(payload)
+		s.msgs = append(s.msgs, r)
+	})
 	return s
 }
 

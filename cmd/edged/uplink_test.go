@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edged/edged/internal/mqtttest"
 )
 
@@ -26,39 +25,26 @@ type upSubscriber struct {
 
 func subscribeUp(t *testing.T, url, id string) *upSubscriber {
 	s := &upSubscriber{bySeq: map[int]string{}}
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(false).
-		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
-		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("edged/gw-up/w1s/#", 1, nil) }).
-		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-			var r struct {
-				Seq    int    `json:"seq"`
-				ID     string `json:"id"`
-				Device string `json:"device"`
+	mqtttest.Subscribe(t, url, id, "edged/gw-up/w1s/#", func(_ string, payload []byte) {
+		var r struct {
+			Seq    int    `json:"seq"`
+			ID     string `json:"id"`
+			Device string `json:"device"`
+		}
+		if json.Unmarshal(payload, &r) != nil || r.Seq == 0 {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if prev, ok := s.bySeq[r.Seq]; ok {
+			s.dups++
+			if prev != string(payload) {
+				s.bad = append(s.bad, fmt.Sprintf("seq %d: %s then %s", r.Seq, prev, payload))
 			}
-			if json.Unmarshal(m.Payload(), &r) != nil || r.Seq == 0 {
-				return
-			}
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if prev, ok := s.bySeq[r.Seq]; ok {
-				s.dups++
-				if prev != string(m.Payload()) {
-					s.bad = append(s.bad, fmt.Sprintf("seq %d: %s then %s", r.Seq, prev, m.Payload()))
-				}
-				return
-			}
-			s.bySeq[r.Seq] = string(m.Payload())
-		})
-	c := mqtt.NewClient(o)
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber: %v", tok.Error())
-	}
-	// The handler above subscribes asynchronously; wait for the
-	// subscription with a second, synchronous one to the same filter.
-	if tok := c.Subscribe("edged/gw-up/w1s/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	t.Cleanup(func() { c.Disconnect(100) })
+			return
+		}
+		s.bySeq[r.Seq] = string(payload)
+	})
 	return s
 }
 
