@@ -24,6 +24,7 @@
 # pipeline.state_keys (every window's and detector's keys with state),
 # sampled with RSS; after the stop, edged inspect's checkpoint line.
 set -euo pipefail
+. "$(dirname "$0")/footprint-config.sh"
 
 dist=${1:-dist}
 warmup=${WARMUP:-30}
@@ -59,69 +60,12 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # config NAME SENSORS RATE FULL: a config in $tmp/NAME with its own data_dir,
-# file output and HTTP port. FULL=1: three windows and three detectors;
-# FULL=0: one 10 s tumbling window.
+# file output and HTTP port (scripts/footprint-config.sh).
 config() {
 	local name=$1 sensors=$2 rate=$3 full=$4 d=$tmp/$1
 	mkdir -p "$d"
 	echo "$(freeport)" > "$d/port"
-	cat > "$d/edged.toml" <<TOML
-[device]
-id = "footprint"
-data_dir = "$d/data"
-[pipeline]
-max_out_of_orderness = "2s"
-checkpoint_interval = "1s"
-[http]
-listen = "127.0.0.1:$(cat "$d/port")"
-[[source]]
-name = "sim"
-type = "simulate"
-sensors = $sensors
-rate = $rate
-anomalies = ["spike", "drift", "flatline", "dropout"]
-anomaly_every = "1m"
-[[window]]
-name = "t10s"
-type = "tumbling"
-size = "10s"
-aggregates = ["count", "mean", "max"]
-TOML
-	if [ "$full" = 1 ]; then cat >> "$d/edged.toml" <<TOML
-[[window]]
-name = "s1m"
-type = "sliding"
-size = "1m"
-slide = "10s"
-aggregates = ["count", "p95"]
-[[window]]
-name = "sess"
-type = "session"
-gap = "30s"
-aggregates = ["count", "first", "last"]
-[[detector]]
-name = "hot"
-type = "threshold"
-above = 30.0
-[[detector]]
-name = "odd"
-type = "zscore"
-sigma = 4.0
-alpha = 0.01
-warmup = 30
-[[detector]]
-name = "stuck"
-type = "flatline"
-duration = "20s"
-tolerance = 0.001
-TOML
-	fi
-	cat >> "$d/edged.toml" <<TOML
-[[output]]
-name = "file"
-type = "file"
-path = "$d/out.jsonl"
-TOML
+	footprint_config "$d" "$(cat "$d/port")" "$sensors" "$rate" "$full"
 	"$bin" check -c "$d/edged.toml" > /dev/null
 }
 
