@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -199,12 +200,7 @@ func printStats(w io.Writer, s *store.Stats) {
 		fmt.Fprintf(w, "            records committed ahead of the state up to log offset %d (+%d of its records), next seq %d, %s; a restart replays from the state and commits none of them again\n", f.Offset, f.Within, f.NextSeq, ts(f.Time))
 	}
 	fmt.Fprintf(w, "outbox      %d records (seq %d..%d), %s of max %s, oldest %s; %d dropped by the quota so far\n", s.OutboxCount, s.OutboxFirstSeq, s.OutboxLastSeq, mib(s.OutboxBytes), mib(s.OutboxMaxBytes), ts(s.OutboxOldest), s.OutboxDropped)
-	names := make([]string, 0, len(s.Outputs))
-	for name := range s.Outputs {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(s.Outputs)) {
 		o := s.Outputs[name]
 		fmt.Fprintf(w, "output      %q delivered up to position %d; %d waiting, oldest %s", name, o.Cursor, o.Backlog, ts(o.OldestWaiting))
 		if st := o.StatusReadable; st != nil {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -59,12 +60,7 @@ func (m *metrics) add(name, typ, help string, value float64, labels ...string) {
 // write writes every family in the text format, sorted.
 func (m *metrics) write(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	names := make([]string, 0, len(m.fams))
-	for n := range m.fams {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(m.fams)) {
 		f := m.fams[n]
 		slices.SortStableFunc(f.samples, func(a, b sample) int { return compareLabels(a.labels, b.labels) })
 		bw.WriteString("# HELP ")
