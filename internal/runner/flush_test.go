@@ -154,3 +154,39 @@ func TestAfterStateRunsPerStateCheckpoint(t *testing.T) {
 		t.Fatalf("AfterState ran %d times for %d state checkpoints", n, r.States)
 	}
 }
+
+// TestBurstCommittedInBoundedFlushes: records are committed MaxPending at
+// a time as they are produced, in the middle of the entry whose watermark
+// fires many windows, without waiting for a checkpoint.
+func TestBurstCommittedInBoundedFlushes(t *testing.T) {
+	st, _ := storetest.MustOpen(t, nil)
+	fill(t, st, 40, 25) // each 10 s boundary fires 40 windows in one entry
+	r := flushRunner(t, st, 7, windows(t))
+	r.startWriter()
+	r.ctx = context.Background()
+	for {
+		n, err := r.step(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := r.waitWriter(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	committed := len(readOutbox(t, st))
+	if committed == 0 || committed%7 != 0 || len(r.pending) >= 7 {
+		t.Fatalf("%d records committed without a checkpoint, %d pending: want flushes of 7", committed, len(r.pending))
+	}
+	if want := int(r.nextSeq - 1); committed+len(r.pending) != want {
+		t.Fatalf("%d committed + %d pending, %d produced", committed, len(r.pending), want)
+	}
+	if r.States != 0 {
+		t.Fatalf("%d state checkpoints", r.States)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
