@@ -67,7 +67,16 @@
 // # State
 //
 // Snapshot returns the whole state as plain data (State); Restore loads it
-// into an engine built from the same config. A window whose shape changed
-// between the two starts empty. Idleness is not part of the state: after a
-// restore every source is active and must deliver or time out again.
+// into an engine built from the same config or a changed one. Each
+// operator's state is stored under its name ("detector/<name>" for a
+// detector) with a fingerprint of its kind and shape (window type, size,
+// slide, gap, offset, key, the aggregates' needs; a detector's kind and
+// state layout, key and on_window). An operator no longer configured, or
+// whose fingerprint changed, starts empty (BeginRestore lists it); one
+// whose other parameters changed keeps its state (a lowered
+// allowed_lateness frees what no reading can reach any more). A stored key
+// that cannot be decoded resets its operator (StateError), never the
+// engine. A stored source that is no longer declared is not restored, so it
+// cannot hold the watermark back. Idleness is part of the state: it entered
+// the engine from the log.
 package pipeline

@@ -463,10 +463,44 @@ func (ks *keyState) state() KeyState {
 	return s
 }
 
-// Restore replaces the engine's state with st. Windows are matched by name;
-// a window whose shape (type, sizes, key, aggregate needs) changed since the
-// snapshot starts empty, and its name is returned in dropped.
-func (e *Engine) Restore(st *State) (dropped []string, err error) {
+// Dropped is an operator whose stored state a restore does not use, or a
+// source whose stored watermark it does not restore, and why.
+type Dropped struct {
+	// Op is the operator's state name (a window's name, "detector/<name>"
+	// for a detector), or "" for a source.
+	Op string
+	// Source names a source that is no longer configured.
+	Source string
+	Reason string
+}
+
+// Reasons in Dropped.
+const (
+	droppedGone   = "no longer configured: its stored state is deleted"
+	droppedShape  = "its kind or shape changed: it starts empty"
+	droppedSource = "source no longer configured: it no longer holds back the watermark"
+)
+
+// StateError is a stored key that RestoreKey could not restore. The
+// operator Op was reset (it starts empty) and ignores its other stored
+// keys; its stored state must be deleted (Checkpoint.DropOps).
+type StateError struct {
+	Op  string
+	Key string
+	Err error
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("restore: %s key %q: %v", e.Op, e.Key, e.Err)
+}
+
+func (e *StateError) Unwrap() error { return e.Err }
+
+// Restore replaces the engine's state with st. Operators are matched by
+// name; one whose kind or shape changed since the snapshot starts empty,
+// and is listed in dropped. A key that cannot be restored resets its
+// operator and is returned in the error (a *StateError each).
+func (e *Engine) Restore(st *State) (dropped []Dropped, err error) {
 	hb, err := st.Header.MarshalMsg(nil)
 	if err != nil {
 		return nil, err
@@ -478,7 +512,11 @@ func (e *Engine) Restore(st *State) (dropped []string, err error) {
 	for i := range st.Windows {
 		ws := &st.Windows[i]
 		for j := range ws.Keys {
-			if err := e.restoreKeyState(ws.Name, &ws.Keys[j]); err != nil {
+			v, err := ws.Keys[j].MarshalMsg(nil)
+			if err == nil {
+				err = e.RestoreKey(ws.Name, v)
+			}
+			if err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -499,12 +537,15 @@ func (e *Engine) Restore(st *State) (dropped []string, err error) {
 }
 
 // BeginRestore starts a restore from an encoded Header: it sets the
-// watermark and the sources and empties every window. It returns the names
-// of the operators in the header whose state must be thrown away (no longer
-// configured, or configured with another shape); RestoreKey ignores keys of
-// those. Idleness comes back as it was, since it entered the engine from
-// the log.
-func (e *Engine) BeginRestore(header []byte) (dropped []string, err error) {
+// watermark and the sources and empties every operator. It returns the
+// operators in the header whose state must be thrown away (no longer
+// configured, or configured with another kind or shape: the fingerprint
+// differs) and the stored sources no longer declared; RestoreKey ignores
+// keys of those operators. Idleness comes back as it was, since it entered
+// the engine from the log. A header that cannot be decoded (or has
+// another StateVersion) is an error and changes nothing: the engine stays
+// as New built it.
+func (e *Engine) BeginRestore(header []byte) (dropped []Dropped, err error) {
 	var h Header
 	if _, err := h.UnmarshalMsg(header); err != nil {
 		return nil, fmt.Errorf("restore: engine header: %w", err)
@@ -512,11 +553,21 @@ func (e *Engine) BeginRestore(header []byte) (dropped []string, err error) {
 	if h.Version != StateVersion {
 		return nil, fmt.Errorf("restore: state version %d, want %d", h.Version, StateVersion)
 	}
+	declared := map[string]bool{}
+	for _, s := range e.cfg.Sources {
+		declared[s.Name] = true
+	}
 	e.wm = h.Watermark
 	e.last = nil
 	for _, ss := range h.Sources {
 		s := e.byName[ss.Name]
 		if s == nil {
+			if len(declared) > 0 {
+				// A source removed from the config: were it restored, it
+				// would hold the watermark where it left it.
+				dropped = append(dropped, Dropped{Source: ss.Name, Reason: droppedSource})
+				continue
+			}
 			s = e.addSource(ss.Name, 0, e.started)
 		}
 		s.ooo = ss.OOO
@@ -528,77 +579,88 @@ func (e *Engine) BeginRestore(header []byte) (dropped []string, err error) {
 	}
 	for _, op := range e.ops {
 		op.reset()
-		op.restoring = false
 		if spec, ok := specs[op.spec.Name]; ok {
 			if spec == op.spec.fingerprint() {
 				op.restoring = true
 			} else {
-				dropped = append(dropped, op.spec.Name)
+				dropped = append(dropped, Dropped{Op: op.spec.Name, Reason: droppedShape})
 			}
 			delete(specs, op.spec.Name)
 		}
 	}
 	for _, d := range e.dets {
-		d.keys = map[kkey]*detKey{}
-		d.heap = d.heap[:0]
-		clear(d.dirty)
-		d.dirty = d.dirty[:0]
-		d.restoring = false
+		d.reset()
 		if spec, ok := specs[d.stateName()]; ok {
 			if spec == d.fingerprint() {
 				d.restoring = true
 			} else {
-				dropped = append(dropped, d.stateName())
+				dropped = append(dropped, Dropped{Op: d.stateName(), Reason: droppedShape})
 			}
 			delete(specs, d.stateName())
 		}
 	}
 	for name := range specs {
-		dropped = append(dropped, name)
+		dropped = append(dropped, Dropped{Op: name, Reason: droppedGone})
 	}
-	slices.Sort(dropped)
+	slices.SortFunc(dropped, func(a, b Dropped) int {
+		return cmp.Or(cmp.Compare(a.Op, b.Op), cmp.Compare(a.Source, b.Source))
+	})
 	return dropped, nil
 }
 
-// RestoreKey loads one key's encoded KeyState into the named operator,
-// after BeginRestore. Keys of operators that are dropped or unknown are
-// ignored.
+// RestoreKey loads one key's encoded state into the named operator (a
+// window's name, or "detector/<name>"), after BeginRestore. Keys of
+// operators that are dropped or not configured are ignored. A key that
+// cannot be decoded or restored resets its operator: it starts empty and
+// ignores the rest of its stored keys; the error is a *StateError.
 func (e *Engine) RestoreKey(op string, value []byte) error {
 	for _, d := range e.dets {
-		if d.stateName() == op {
-			if !d.restoring {
-				return nil
-			}
-			var ks DetKeyState
-			if _, err := ks.UnmarshalMsg(value); err != nil {
-				return fmt.Errorf("restore: %s: %w", op, err)
-			}
-			if err := d.restoreKey(&ks); err != nil {
-				return fmt.Errorf("restore: %s key %q: %w", op, ks.A, err)
-			}
+		if d.stateName() != op {
+			continue
+		}
+		if !d.restoring {
 			return nil
 		}
+		var ks DetKeyState
+		_, err := ks.UnmarshalMsg(value)
+		if err == nil {
+			err = d.restoreKey(&ks)
+		}
+		if err != nil {
+			d.reset()
+			return &StateError{Op: op, Key: ks.A, Err: err}
+		}
+		return nil
 	}
-	var ks KeyState
-	if _, err := ks.UnmarshalMsg(value); err != nil {
-		return fmt.Errorf("restore: window %q: %w", op, err)
-	}
-	return e.restoreKeyState(op, &ks)
-}
-
-func (e *Engine) restoreKeyState(name string, ks *KeyState) error {
-	for _, op := range e.ops {
-		if op.spec.Name == name {
-			if !op.restoring {
-				return nil
-			}
-			if err := op.restoreKey(ks, e.wm); err != nil {
-				return fmt.Errorf("restore: window %q key %q: %w", name, ks.A, err)
-			}
+	for _, w := range e.ops {
+		if w.spec.Name != op {
+			continue
+		}
+		if !w.restoring {
 			return nil
 		}
+		var ks KeyState
+		_, err := ks.UnmarshalMsg(value)
+		if err == nil {
+			err = w.restoreKey(&ks, e.wm)
+		}
+		if err != nil {
+			w.reset()
+			return &StateError{Op: op, Key: ks.A, Err: err}
+		}
+		return nil
 	}
 	return nil
+}
+
+// reset empties the detector's state; it restores nothing more until the
+// next BeginRestore.
+func (d *detectorOp) reset() {
+	d.keys = map[kkey]*detKey{}
+	d.heap = d.heap[:0]
+	clear(d.dirty)
+	d.dirty = d.dirty[:0]
+	d.restoring = false
 }
 
 func (op *windowOp) reset() {
@@ -618,6 +680,7 @@ func (op *windowOp) reset() {
 	op.empties, op.held = 0, 0
 	clear(op.dirty)
 	op.dirty = op.dirty[:0]
+	op.restoring = false
 }
 
 func (op *windowOp) restoreKey(s *KeyState, wm int64) error {
@@ -644,6 +707,9 @@ func (op *windowOp) restoreKey(s *KeyState, wm int64) error {
 		ks.sess, ks.sbuf = insertAt(ks.sess, ks.sbuf, len(ks.sess), ss)
 	}
 	op.keys[k] = ks
+	if wm != math.MinInt64 && op.prune(ks, wm) {
+		op.touch(ks) // the next Delta stores what is left
+	}
 	if ks.empty() {
 		op.empties++
 		return nil
@@ -659,4 +725,46 @@ func (op *windowOp) restoreKey(s *KeyState, wm int64) error {
 	}
 	op.heap.set(ks, t)
 	return nil
+}
+
+// prune frees what a restored key holds past its allowed lateness at
+// watermark wm: nothing when the config is the one the state was saved
+// under, but the firings and panes (or fired sessions) of a window whose
+// allowed_lateness was lowered since, which no reading can reach any more.
+func (op *windowOp) prune(ks *keyState, wm int64) (changed bool) {
+	n0 := len(ks.fired) + len(ks.panes) + len(ks.sess)
+	n := 0
+	for n < len(ks.fired) && ks.fired[n].end-1+op.lat <= wm {
+		n++
+	}
+	ks.fired = ks.fired[n:]
+	n = 0
+	for n < len(ks.panes) && op.maxEnd(ks.panes[n].start)-1+op.lat <= wm {
+		ks.panes[n].agg.reset(&op.pool)
+		n++
+	}
+	ks.panes = ks.panes[n:]
+	n = 0
+	for n < len(ks.sess) && !ks.sess[n].pending && ks.sess[n].end-1+op.lat <= wm {
+		ks.sess[n].agg.reset(&op.pool)
+		n++
+	}
+	ks.sess = ks.sess[n:]
+	return len(ks.fired)+len(ks.panes)+len(ks.sess) != n0
+}
+
+// ResetState empties every operator and forgets the watermarks, as New
+// left them: for a restore that failed half way.
+func (e *Engine) ResetState() {
+	e.wm = MinWatermark
+	e.last = nil
+	for _, s := range e.sources {
+		s.maxTS, s.has, s.idle = math.MinInt64, false, false
+	}
+	for _, op := range e.ops {
+		op.reset()
+	}
+	for _, d := range e.dets {
+		d.reset()
+	}
 }

@@ -44,6 +44,7 @@ type PipelineStatus struct {
 	Alerts             int64   `json:"alerts"`
 	DetectorLate       int64   `json:"detector_late"`
 	StateKeys          int     `json:"state_keys"`
+	StateResets        int64   `json:"state_resets"` // operators reset at restore: their stored state could not be restored
 	SnapshotAgeSeconds float64 `json:"snapshot_age_seconds"`
 }
 
@@ -180,7 +181,7 @@ func (s *Server) collect() *Status {
 	if snap != nil {
 		p := &PipelineStatus{Offset: snap.Offset, Processed: snap.Processed,
 			Readings: snap.Engine.Readings, Late: snap.Engine.Late, WindowRecords: snap.Engine.Fired, Alerts: snap.Engine.Alerts,
-			DetectorLate: snap.Engine.DetectorLate, StateKeys: snap.Engine.Keys, SnapshotAgeSeconds: now.Sub(snap.Taken).Seconds()}
+			DetectorLate: snap.Engine.DetectorLate, StateKeys: snap.Engine.Keys, StateResets: snap.StateResets, SnapshotAgeSeconds: now.Sub(snap.Taken).Seconds()}
 		if st.Store != nil && st.Store.LogEnd > snap.Offset {
 			p.Backlog = st.Store.LogEnd - snap.Offset
 		}

@@ -98,6 +98,7 @@ func promMetrics(st *Status) *metrics {
 		m.add("edged_alerts_total", counter, "Alert records the detectors emitted since the start.", float64(p.Alerts))
 		m.add("edged_detector_late_readings_total", counter, "Readings that reached a detector behind the watermark and were not seen by it, since the start.", float64(p.DetectorLate))
 		m.add("edged_state_keys", gauge, "Keys with state over all windows and detectors: the size of the pipeline's state.", float64(p.StateKeys))
+		m.add("edged_state_resets_total", counter, "Operators whose checkpointed state could not be restored at the start (undecodable): each was reset and started empty.", float64(p.StateResets))
 		m.add("edged_pipeline_offset", gauge, "The next ingest log offset the pipeline processes.", float64(p.Offset))
 		m.add("edged_pipeline_backlog_entries", gauge, "Ingest log entries the pipeline has not processed yet.", float64(p.Backlog))
 		if p.Watermark != nil {

@@ -387,6 +387,7 @@ func TestMetricNames(t *testing.T) {
 		"edged_source_watermark_seconds gauge source",
 		"edged_start_time_seconds gauge ",
 		"edged_state_keys gauge ",
+		"edged_state_resets_total counter ",
 		"edged_watermark_lag_seconds gauge source",
 		"edged_watermark_seconds gauge ",
 		"edged_window_records_total counter ",

@@ -26,8 +26,11 @@ type Snapshot struct {
 	// while a checkpoint cannot be committed (a full disk).
 	LastCheckpoint time.Time
 	Watermark      int64 // the combined watermark, Unix ms
-	Engine         pipeline.Stats
-	Sources        []pipeline.SourceWM
+	// StateResets counts operators reset at restore because their stored
+	// state could not be restored (Runner.StateResets).
+	StateResets int64
+	Engine      pipeline.Stats
+	Sources     []pipeline.SourceWM
 }
 
 // Observer receives the snapshots a runner publishes. Its methods are safe
@@ -80,7 +83,7 @@ func (r *Runner) publish(now time.Time, caughtUp bool) {
 	s := &Snapshot{
 		Taken: now, Ready: caughtUp, Offset: r.offset, Processed: r.Processed, Checkpoints: r.Checkpoints, States: r.States,
 		LastPause: r.LastPause, MaxPause: r.MaxPause, LastCheckpoint: r.lastCP,
-		Watermark: r.eng.Watermark(), Engine: r.eng.Stats(), Sources: r.eng.SourceWatermarks(),
+		Watermark: r.eng.Watermark(), Engine: r.eng.Stats(), Sources: r.eng.SourceWatermarks(), StateResets: r.StateResets,
 	}
 	o.snap.Store(s)
 	if became {

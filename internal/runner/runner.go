@@ -37,6 +37,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -89,10 +90,13 @@ type Runner struct {
 	nextSeq uint64
 	pending []store.Record // produced since the last commit
 	dropOps []string       // stored state to delete with the next checkpoint
-	lastCP  time.Time
-	lastSt  time.Time // of the last state checkpoint
-	stOff   uint64    // offset of the last state checkpoint handed to the writer
-	inEntry uint64    // records produced so far by the entry being processed
+	// resetAll: the stored state could not be used at all; every stored
+	// operator is dropped with the next checkpoint.
+	resetAll bool
+	lastCP   time.Time
+	lastSt   time.Time // of the last state checkpoint
+	stOff    uint64    // offset of the last state checkpoint handed to the writer
+	inEntry  uint64    // records produced so far by the entry being processed
 	// skip, after a crash, is the point up to which the records the
 	// replay produces were committed already (a flush); nil past it.
 	skip  *store.FlushMeta
@@ -121,6 +125,7 @@ type Runner struct {
 	Checkpoints int64         // commits handed to the writer: flushes and state checkpoints
 	States      int64         // state checkpoints among them
 	Suppressed  int64         // records a replay produced again that were committed before the crash
+	StateResets int64         // operators (or, for an undecodable header, whole states) reset at restore
 	LastPause   time.Duration // the pipeline's pause for the last checkpoint
 	MaxPause    time.Duration
 }
@@ -157,27 +162,13 @@ func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	if meta != nil {
-		dropped, err := eng.BeginRestore(meta.Engine)
-		if err != nil {
-			return nil, err
-		}
-		r.dropOps = dropped
-		keys := 0
-		if err := st.LoadState(func(op string, key, value []byte) error {
-			keys++
-			return eng.RestoreKey(op, value)
-		}); err != nil {
-			return nil, fmt.Errorf("restore state: %w", err)
-		}
+		keys := r.restore(meta)
 		r.offset, r.nextSeq = meta.Offset, meta.NextSeq
 		for _, name := range eng.Sources() {
 			r.idleSent[name] = eng.SourceIdle(name)
 		}
 		r.log.Info("restored checkpoint", "offset", meta.Offset, "next_seq", meta.NextSeq, "keys", keys,
 			"age", now.Sub(time.UnixMilli(meta.Time)).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
-		if len(dropped) > 0 {
-			r.log.Warn("window state dropped: the window is no longer configured or its shape changed", "windows", dropped)
-		}
 	} else {
 		r.offset = st.LogFirst()
 		r.nextSeq = 1
@@ -197,7 +188,7 @@ func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 		}
 	}
 	for _, op := range ops {
-		if !known[op] && !contains(r.dropOps, op) {
+		if (!known[op] || r.resetAll) && !contains(r.dropOps, op) {
 			r.dropOps = append(r.dropOps, op)
 		}
 	}
@@ -220,6 +211,61 @@ func New(st *store.Store, app *store.Appender, cfg Config) (*Runner, error) {
 	r.stOff = r.offset
 	r.lastCP, r.lastSt = now, now
 	return r, nil
+}
+
+// restore loads the checkpoint's state into the engine and returns the
+// number of stored keys. A config change is routine: the state of an
+// operator that is gone, or whose kind or shape changed, is dropped, each
+// logged once. State that cannot be decoded is never a reason to stop: a
+// key that does not decode resets its operator, a header that does not
+// decode resets them all (the run goes on from the checkpoint's offset and
+// seq); each is logged and counted in StateResets.
+func (r *Runner) restore(meta *store.CheckpointMeta) (keys int) {
+	dropped, err := r.eng.BeginRestore(meta.Engine)
+	if err != nil {
+		r.StateResets++
+		r.resetAll = true
+		r.log.Error("the checkpointed engine state cannot be decoded: every window and detector starts empty, the log is replayed from the checkpoint's offset and seq continues",
+			"offset", meta.Offset, "err", err)
+		return 0
+	}
+	for _, d := range dropped {
+		if d.Op == "" {
+			r.log.Warn("stored source state dropped: "+d.Reason, "source", d.Source)
+			continue
+		}
+		r.log.Warn("operator state dropped: "+d.Reason, "operator", d.Op)
+		r.dropOps = append(r.dropOps, d.Op)
+	}
+	var resets []*pipeline.StateError
+	err = r.st.LoadState(func(op string, key, value []byte) error {
+		keys++
+		var se *pipeline.StateError
+		if err := r.eng.RestoreKey(op, value); errors.As(err, &se) {
+			resets = append(resets, se)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		// The state bucket itself cannot be read (bbolt refuses it): the
+		// same as a header that does not decode.
+		r.StateResets++
+		r.resetAll = true
+		r.log.Error("the checkpointed state cannot be read: every window and detector starts empty, the log is replayed from the checkpoint's offset and seq continues",
+			"offset", meta.Offset, "err", err)
+		r.eng.ResetState()
+		return 0
+	}
+	for _, se := range resets {
+		r.StateResets++
+		r.log.Error("operator state cannot be restored: the operator is reset and starts empty", "operator", se.Op, "key", se.Key, "err", se.Err)
+		if !contains(r.dropOps, se.Op) {
+			r.dropOps = append(r.dropOps, se.Op)
+		}
+	}
+	return keys
 }
 
 func contains(xs []string, x string) bool {
