@@ -173,7 +173,7 @@ type replaySummary struct {
 }
 
 // replayLog feeds the selected entries of cfg's log to eng, in offset order,
-// the way internal/runner does in the daemon.
+// the way runner does in the daemon.
 func replayLog(cfg *config.Config, rng replayRange, eng *pipeline.Engine, stderr io.Writer) (sum replaySummary, err error) {
 	dataFile := filepath.Join(cfg.Device.DataDir, store.FileName)
 	inEngine := false

@@ -19,9 +19,9 @@ import (
 	"github.com/edged/edged/internal/broker"
 	"github.com/edged/edged/internal/config"
 	"github.com/edged/edged/internal/httpapi"
-	"github.com/edged/edged/internal/runner"
 	"github.com/edged/edged/internal/sdnotify"
 	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/runner"
 	"github.com/edged/edged/store"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edged/edged/internal/runner"
+	"github.com/edged/edged/runner"
 )
 
 // TestSystemdNotify runs the daemon as systemd runs a Type=notify unit with

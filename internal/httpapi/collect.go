@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/edged/edged/ingest"
-	"github.com/edged/edged/internal/runner"
 	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/runner"
 	"github.com/edged/edged/store"
 	"github.com/edged/edged/uplink"
 	bolt "go.etcd.io/bbolt"

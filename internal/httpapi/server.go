@@ -38,7 +38,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/ingest"
-	"github.com/edged/edged/internal/runner"
+	"github.com/edged/edged/runner"
 	"github.com/edged/edged/store"
 	"github.com/edged/edged/uplink"
 )

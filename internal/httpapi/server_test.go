@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edged/edged/internal/runner"
 	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/runner"
 	"github.com/edged/edged/store"
 	"github.com/edged/edged/store/storetest"
 	"github.com/edged/edged/uplink"

@@ -193,7 +193,7 @@ func pipelineReading(sensor string, ts int64) sensors.Reading {
 // 100,000 keys (20 s of event time at 1 Hz each) with a 10 s tumbling
 // window, with checkpoints off and every 1 s. Compare the readings/s.
 //
-//	go test ./internal/runner -run '^$' -bench RunnerCheckpointCost -benchtime 1x
+//	go test ./runner -run '^$' -bench RunnerCheckpointCost -benchtime 1x
 func BenchmarkRunnerCheckpointCost(b *testing.B) {
 	tmpl := b.TempDir()
 	st, err := store.Open(tmpl, nil)
