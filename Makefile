@@ -115,6 +115,7 @@ fuzz:
 		echo "== sensors $$t"; $(GO) test ./sensors -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in $$($(GO) test -list 'Fuzz.*' ./internal/sketch | grep ^Fuzz); do \
 		echo "== sketch $$t"; $(GO) test ./internal/sketch -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./record -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(DIST)

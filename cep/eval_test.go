@@ -16,6 +16,7 @@ import (
 	"github.com/edged/edged/cep"
 	"github.com/edged/edged/internal/simulate"
 	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/sensors"
 )
 
@@ -149,7 +150,7 @@ func evalRun(t testing.TB, seed uint64, hours int, dets []evalDet) evalData {
 		specs[i] = pipeline.DetectorSpec{Detector: det}
 	}
 	sink := pipeline.SinkFunc(func(r *pipeline.Record) {
-		if r.Kind == pipeline.KindAlert && r.State == cep.Firing {
+		if r.Kind == record.KindAlert && r.State == cep.Firing {
 			data.alerts = append(data.alerts, evalAlert{det: r.Name, key: r.Key, ts: r.TS})
 		}
 	})

@@ -1,9 +1,7 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/edged/edged/internal/mqttconn"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/sensors"
 	"github.com/edged/edged/store"
 )
@@ -621,14 +620,14 @@ func (w *mqttWorker) commit(ctx context.Context, app Appender, batch []mqttItem,
 	var acks []mqttItem
 	var relays []store.Record
 	for i := range batch {
-		if rec, ok := edgedRecord(batch[i].m.Payload()); ok {
+		if rec, ok := record.Parse(batch[i].m.Payload()); ok {
 			switch {
-			case rec.device == w.s.Device:
+			case rec.Device == w.s.Device:
 				if n := w.s.stats.own.Add(1); n == 1 {
 					w.log.Warn(fmt.Sprintf("mqtt source %q: this gateway's own records arrive on a subscribed topic; they are skipped (loop safety)", w.s.Name), "topic", batch[i].m.Topic())
 				}
 			case w.s.Relay != nil:
-				relays = append(relays, rec.record(batch[i].m.Payload()))
+				relays = append(relays, relayRecord(rec, batch[i].m.Payload()))
 			default:
 				w.s.stats.own.Add(1)
 			}
@@ -829,43 +828,8 @@ func (a *mqttAcker) run() {
 	}
 }
 
-// relayed is what the uplink needs of another gateway's record.
-type relayed struct {
-	Type     string `json:"type"`
-	Device   string `json:"device"`
-	Seq      uint64 `json:"seq"`
-	ID       string `json:"id"`
-	Window   string `json:"window"`
-	Detector string `json:"detector"`
-	Key      string `json:"key"`
-	device   string
-}
-
-// edgedRecord recognises an edged output record (a JSON object with type,
-// device, seq and id) and returns its identity.
-func edgedRecord(p []byte) (relayed, bool) {
-	var r relayed
-	if !bytes.HasPrefix(p, []byte(`{"type":"`)) || !bytes.Contains(p, []byte(`"device":`)) || !bytes.Contains(p, []byte(`"id":"`)) {
-		return r, false
-	}
-	if json.Unmarshal(p, &r) != nil || r.Device == "" || r.ID == "" || r.Seq == 0 {
-		return r, false
-	}
-	switch r.Type {
-	case "window", "late", "alert":
-	default:
-		return r, false
-	}
-	r.device = r.Device
-	return r, true
-}
-
-// record makes the outbox record of a relayed payload, kept byte for byte.
-func (r relayed) record(payload []byte) store.Record {
-	kind := map[string]uint8{"window": 1, "late": 2, "alert": 3}[r.Type]
-	name := r.Window
-	if r.Type == "alert" {
-		name = r.Detector
-	}
-	return store.Record{ID: r.ID, Kind: kind, Name: name, Key: r.Key, Created: time.Now().UnixMilli(), Body: append([]byte(nil), payload...)}
+// relayRecord makes the outbox record of a relayed payload, kept byte for
+// byte.
+func relayRecord(e record.Envelope, payload []byte) store.Record {
+	return store.Record{ID: e.ID, Kind: uint8(e.Kind), Name: e.Name, Key: e.Key, Created: time.Now().UnixMilli(), Body: append([]byte(nil), payload...)}
 }

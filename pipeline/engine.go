@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/cep"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/sensors"
 )
 
@@ -388,7 +389,7 @@ func (e *Engine) emitWindow(op *windowOp, key string, start, end int64, rev int3
 	}
 	e.fired++
 	e.rec = Record{
-		Kind: KindWindow, Name: op.spec.Name, Key: key,
+		Kind: record.KindWindow, Name: op.spec.Name, Key: key,
 		Start: start, End: end, Rev: rev, Final: final,
 		Aggs: op.spec.Aggs, Values: op.values,
 	}
@@ -424,7 +425,7 @@ func keyParts(op *windowOp, key string) (string, string, string) {
 func (e *Engine) emitAlert(a *cep.Alert, spec *DetectorSpec) {
 	e.alerts++
 	e.rec = Record{
-		Kind: KindAlert, Name: a.Detector, Key: a.Key,
+		Kind: record.KindAlert, Name: a.Detector, Key: a.Key,
 		State: a.State, TS: a.TS, Value: a.Value, Reason: a.Reason,
 		Severity: spec.Severity, Labels: spec.Labels,
 	}
@@ -434,7 +435,7 @@ func (e *Engine) emitAlert(a *cep.Alert, spec *DetectorSpec) {
 func (e *Engine) emitLate(op *windowOp, sensor, metric, source string, v float64, ts int64) {
 	e.late++
 	e.rec = Record{
-		Kind: KindLate, Name: op.spec.Name, Key: op.render(op.keyOf(sensor, metric, source)),
+		Kind: record.KindLate, Name: op.spec.Name, Key: op.render(op.keyOf(sensor, metric, source)),
 		Source: source, Sensor: sensor, Metric: metric, Value: v, TS: ts,
 		Watermark: e.wm,
 	}

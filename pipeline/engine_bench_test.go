@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/sensors"
 )
 
@@ -71,7 +72,7 @@ func BenchmarkEngineTumblingP95(b *testing.B) {
 }
 
 func BenchmarkRecordJSON(b *testing.B) {
-	r := Record{Kind: KindWindow, Name: "temp_10s", Key: "boiler-1/temp", Start: 1700000000000, End: 1700000010000,
+	r := Record{Kind: record.KindWindow, Name: "temp_10s", Key: "boiler-1/temp", Start: 1700000000000, End: 1700000010000,
 		Final: true, Aggs: basicAggs, Values: []float64{100, 2140.5, 21.405, 20.9, 22}}
 	var buf []byte
 	b.ReportAllocs()

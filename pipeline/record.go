@@ -1,40 +1,17 @@
 package pipeline
 
 import (
-	"math"
 	"slices"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/edged/edged/record"
 )
-
-// Kind is the type of an output record.
-type Kind uint8
-
-// Record kinds, written as the record's "type" field.
-const (
-	KindWindow Kind = iota + 1
-	KindLate
-	KindAlert
-)
-
-// String returns the record type as written in JSON.
-func (k Kind) String() string {
-	switch k {
-	case KindWindow:
-		return "window"
-	case KindLate:
-		return "late"
-	case KindAlert:
-		return "alert"
-	}
-	return "unknown"
-}
 
 // Record is one output record (SEMANTICS section 5). The engine reuses one
 // Record for every emission: a Sink must copy what it keeps (AppendJSON is
 // the usual way) before it returns.
 type Record struct {
-	Kind Kind
+	Kind record.Kind
 	// Name is the window's name for window and late records, the detector's
 	// for alerts.
 	Name string
@@ -79,7 +56,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = append(dst, r.Kind.String()...)
 	dst = append(dst, '"')
 	switch r.Kind {
-	case KindWindow:
+	case record.KindWindow:
 		dst = appendStrField(dst, "window", r.Name)
 		dst = appendStrField(dst, "key", r.Key)
 		dst = appendIntField(dst, "start", r.Start)
@@ -94,25 +71,25 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 			if r.Aggs[i].Kind == AggCount {
 				dst = strconv.AppendInt(dst, int64(r.Values[i]), 10)
 			} else {
-				dst = AppendFloat(dst, r.Values[i])
+				dst = record.AppendFloat(dst, r.Values[i])
 			}
 		}
-	case KindLate:
+	case record.KindLate:
 		dst = appendStrField(dst, "window", r.Name)
 		dst = appendStrField(dst, "source", r.Source)
 		dst = appendStrField(dst, "sensor", r.Sensor)
 		dst = appendStrField(dst, "metric", r.Metric)
 		dst = append(dst, `,"value":`...)
-		dst = AppendFloat(dst, r.Value)
+		dst = record.AppendFloat(dst, r.Value)
 		dst = appendIntField(dst, "ts", r.TS)
 		dst = appendIntField(dst, "watermark", r.Watermark)
-	case KindAlert:
+	case record.KindAlert:
 		dst = appendStrField(dst, "detector", r.Name)
 		dst = appendStrField(dst, "key", r.Key)
 		dst = appendStrField(dst, "state", r.State)
 		dst = appendIntField(dst, "ts", r.TS)
 		dst = append(dst, `,"value":`...)
-		dst = AppendFloat(dst, r.Value)
+		dst = record.AppendFloat(dst, r.Value)
 		dst = appendStrField(dst, "reason", r.Reason)
 		if r.Severity != "" {
 			dst = appendStrField(dst, "severity", r.Severity)
@@ -128,9 +105,9 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 				if i > 0 {
 					dst = append(dst, ',')
 				}
-				dst = AppendString(dst, k)
+				dst = record.AppendString(dst, k)
 				dst = append(dst, ':')
-				dst = AppendString(dst, r.Labels[k])
+				dst = record.AppendString(dst, r.Labels[k])
 			}
 			dst = append(dst, '}')
 		}
@@ -142,7 +119,7 @@ func appendStrField(dst []byte, name, v string) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
 	dst = append(dst, '"', ':')
-	return AppendString(dst, v)
+	return record.AppendString(dst, v)
 }
 
 func appendIntField(dst []byte, name string, v int64) []byte {
@@ -152,71 +129,17 @@ func appendIntField(dst []byte, name string, v int64) []byte {
 	return strconv.AppendInt(dst, v, 10)
 }
 
-// AppendFloat appends v as a JSON number the way encoding/json writes a
-// float64 (shortest representation, exponent only for very large or small
-// magnitudes). NaN and infinities, which JSON cannot carry, become null.
-func AppendFloat(dst []byte, v float64) []byte {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return append(dst, "null"...)
+// ID returns the record's id as device's record: derived from its identity
+// only (package record), so a record recomputed after a crash gets the same
+// id.
+func (r *Record) ID(device string) string {
+	switch r.Kind {
+	case record.KindWindow:
+		return record.WindowID(device, r.Name, r.Key, r.Start, r.Rev)
+	case record.KindAlert:
+		return record.AlertID(device, r.Name, r.Key, r.TS, r.State)
+	case record.KindLate:
+		return record.LateID(device, r.Name, r.Source, r.Sensor, r.Metric, r.TS, r.Value)
 	}
-	abs := math.Abs(v)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	dst = strconv.AppendFloat(dst, v, format, -1, 64)
-	if format == 'e' {
-		// Clean up e-09 to e-9, as encoding/json does.
-		n := len(dst)
-		if n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
-			dst[n-2] = dst[n-1]
-			dst = dst[:n-1]
-		}
-	}
-	return dst
-}
-
-const hex = "0123456789abcdef"
-
-// AppendString appends s as a quoted JSON string, escaping what JSON
-// requires and replacing invalid UTF-8 with U+FFFD.
-func AppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return ""
 }

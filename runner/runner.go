@@ -35,18 +35,15 @@ package runner
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/sensors"
 	"github.com/edged/edged/store"
 )
@@ -289,7 +286,7 @@ func (r *Runner) Engine() *pipeline.Engine { return r.eng }
 
 // emit receives the engine's records.
 func (r *Runner) emit(rec *pipeline.Record) {
-	if rec.Kind == pipeline.KindWindow && !rec.Final {
+	if rec.Kind == record.KindWindow && !rec.Final {
 		// An early result: processing-time driven, for dashboards only.
 		if r.cfg.Live != nil {
 			r.cfg.Live(rec)
@@ -311,18 +308,10 @@ func (r *Runner) emit(rec *pipeline.Record) {
 		}
 		r.endSkip()
 	}
-	id := RecordID(r.cfg.Device, rec)
+	id := rec.ID(r.cfg.Device)
 	seq := r.nextSeq
 	r.nextSeq++
-	body := rec.AppendJSON(r.buf[:0])
-	body = body[:len(body)-1] // reopen the object
-	body = append(body, `,"device":`...)
-	body = pipeline.AppendString(body, r.cfg.Device)
-	body = append(body, `,"seq":`...)
-	body = strconv.AppendUint(body, seq, 10)
-	body = append(body, `,"id":"`...)
-	body = append(body, id...)
-	body = append(body, `"}`...)
+	body := record.AppendEnvelope(rec.AppendJSON(r.buf[:0]), r.cfg.Device, seq, id)
 	r.buf = body
 	r.pending = append(r.pending, store.Record{
 		ID: id, Kind: uint8(rec.Kind), Name: rec.Name, Key: rec.Key,
@@ -351,40 +340,6 @@ func (r *Runner) endSkip() {
 		r.nextSeq = f.NextSeq
 	}
 	r.log.Info("replay passed the records committed before the restart", "offset", r.offset, "next_seq", r.nextSeq, "suppressed", r.Suppressed)
-}
-
-// RecordID derives a record's id from its identity only (SEMANTICS
-// section 5): device, window, key, start and rev for window records;
-// detector, key, ts and state for alerts; window, source, sensor, metric,
-// ts and value for late records. A record recomputed after a crash gets
-// the same id.
-func RecordID(device string, r *pipeline.Record) string {
-	h := sha256.New()
-	var b []byte
-	field := func(s string) { b = append(append(b, s...), 0) }
-	num := func(v int64) { b = append(strconv.AppendInt(b, v, 10), 0) }
-	field(r.Kind.String())
-	field(device)
-	field(r.Name)
-	switch r.Kind {
-	case pipeline.KindWindow:
-		field(r.Key)
-		num(r.Start)
-		num(int64(r.Rev))
-	case pipeline.KindAlert:
-		field(r.Key)
-		num(r.TS)
-		field(r.State)
-	case pipeline.KindLate:
-		field(r.Source)
-		field(r.Sensor)
-		field(r.Metric)
-		num(r.TS)
-		num(int64(math.Float64bits(r.Value)))
-	}
-	h.Write(b)
-	sum := h.Sum(nil)
-	return hex.EncodeToString(sum[:16])
 }
 
 // step processes up to max log entries; it returns how many.

@@ -119,28 +119,6 @@ func readOutbox(t testing.TB, st *store.Store) []string {
 	return out
 }
 
-func TestRecordIDIsIdentity(t *testing.T) {
-	a := pipeline.Record{Kind: pipeline.KindWindow, Name: "w", Key: "k", Start: 1, End: 2, Rev: 0, Values: []float64{1}}
-	b := a
-	b.Values = []float64{2} // content is not identity
-	if RecordID("gw", &a) != RecordID("gw", &b) {
-		t.Fatal("id depends on the values")
-	}
-	for _, c := range []pipeline.Record{
-		{Kind: pipeline.KindWindow, Name: "w", Key: "k", Start: 1, Rev: 1},
-		{Kind: pipeline.KindWindow, Name: "w", Key: "k2", Start: 1},
-		{Kind: pipeline.KindWindow, Name: "w2", Key: "k", Start: 1},
-		{Kind: pipeline.KindWindow, Name: "w", Key: "k", Start: 2},
-	} {
-		if RecordID("gw", &c) == RecordID("gw", &a) {
-			t.Fatalf("%+v has the id of %+v", c, a)
-		}
-	}
-	if RecordID("gw2", &a) == RecordID("gw", &a) {
-		t.Fatal("device is not in the id")
-	}
-}
-
 // BenchmarkCheckpointPause100kKeys: the pipeline's pause to take an
 // incremental checkpoint when all of 100,000 keys of window state changed
 // (every key got a reading since the last checkpoint), and, separately, the

@@ -55,7 +55,7 @@ type Record struct {
 	// relayed records (another gateway's, with their own seq) are mixed in.
 	Pos     uint64
 	ID      string
-	Kind    uint8  // see pipeline.Kind
+	Kind    uint8  // record.Kind
 	Name    string // window or detector name
 	Key     string
 	Created int64  // processing time the record was produced, Unix ms

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/internal/mqtttest"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/store"
 )
 
@@ -38,7 +39,7 @@ func BenchmarkBacklogReplay(b *testing.B) {
 				body := fmt.Sprintf(`{"type":"window","window":"temp_10s","key":"sensor-%04d","start":%d,"end":%d,"rev":0,"final":true,"count":100,"mean":21.43,"min":20.9,"max":22.01,"device":"gw-01","seq":%d,"id":"%032x"}`,
 					i%1000, 1700000000000+int64(i/1000)*10000, 1700000010000+int64(i/1000)*10000, i+1, i+1)
 				bodyBytes += int64(len(body))
-				recs = append(recs, store.Record{ID: fmt.Sprintf("%032x", i+1), Kind: kindWindow, Name: "temp_10s", Key: fmt.Sprintf("sensor-%04d", i%1000), Body: []byte(body)})
+				recs = append(recs, store.Record{ID: fmt.Sprintf("%032x", i+1), Kind: uint8(record.KindWindow), Name: "temp_10s", Key: fmt.Sprintf("sensor-%04d", i%1000), Body: []byte(body)})
 				if len(recs) == 10000 || i == b.N-1 {
 					if err := st.Commit(&store.Checkpoint{Records: recs}); err != nil {
 						b.Fatal(err)

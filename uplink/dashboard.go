@@ -5,12 +5,9 @@ import (
 	"strings"
 
 	"github.com/edged/edged/internal/mqttconn"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/store"
 )
-
-// Fields of a window record that are not aggregates.
-var recordFields = map[string]bool{"type": true, "window": true, "key": true, "start": true, "end": true,
-	"rev": true, "final": true, "device": true, "seq": true, "id": true}
 
 // dashboards publishes, for live window records, the latest value of each
 // window and key retained (a dashboard that connects later sees it at
@@ -20,7 +17,7 @@ var recordFields = map[string]bool{"type": true, "window": true, "key": true, "s
 func (m *MQTT) dashboards(c *mqttconn.Publisher, recs []store.Record) {
 	for i := range recs {
 		r := &recs[i]
-		if r.Kind != kindWindow || (m.LatestTopic == "" && m.HAPrefix == "") {
+		if record.Kind(r.Kind) != record.KindWindow || (m.LatestTopic == "" && m.HAPrefix == "") {
 			continue
 		}
 		latest := m.fill(m.LatestTopic, r)
@@ -70,7 +67,7 @@ func (m *MQTT) discover(c *mqttconn.Publisher, r *store.Record, stateTopic strin
 		m.haSeen = map[string]bool{}
 	}
 	for agg := range fields {
-		if recordFields[agg] {
+		if !record.IsAggregate(agg) {
 			continue
 		}
 		obj := haID(m.Device + "_" + r.Name + "_" + r.Key + "_" + agg)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/internal/mqttconn"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/store"
 )
 
@@ -180,7 +181,7 @@ func (m *MQTT) fill(tmpl string, r *store.Record) string {
 		case "key":
 			b.WriteString(topicSafe(r.Key))
 		case "type":
-			b.WriteString(kindName(r.Kind))
+			b.WriteString(record.Kind(r.Kind).String())
 		case "state":
 			b.WriteString(stateOf(r))
 		default:
@@ -377,7 +378,7 @@ func (m *MQTT) publish(ctx context.Context, c *mqttconn.Publisher, recs []store.
 		} else {
 			r := &recs[0]
 			tmpl := m.Topic
-			if r.Kind == kindAlert {
+			if record.Kind(r.Kind) == record.KindAlert {
 				tmpl = m.AlertTopic
 			}
 			topic, payload = m.fill(tmpl, r), r.Body
@@ -611,40 +612,13 @@ func topicSafe(s string) string {
 	return strings.NewReplacer("+", "_", "#", "_", "\x00", "_").Replace(s)
 }
 
-// Record kinds as the pipeline numbers them.
-const (
-	kindWindow = 1
-	kindLate   = 2
-	kindAlert  = 3
-)
-
-func kindName(k uint8) string {
-	switch k {
-	case kindWindow:
-		return "window"
-	case kindLate:
-		return "late"
-	case kindAlert:
-		return "alert"
-	}
-	return "record"
-}
-
 // stateOf reads an alert's state from its body.
 func stateOf(r *store.Record) string {
-	if r.Kind != kindAlert {
+	if record.Kind(r.Kind) != record.KindAlert {
 		return ""
 	}
-	b := r.Body
-	i := strings.Index(string(b), `"state":"`)
-	if i < 0 {
-		return ""
-	}
-	rest := string(b[i+9:])
-	if j := strings.IndexByte(rest, '"'); j >= 0 {
-		return rest[:j]
-	}
-	return ""
+	e, _ := record.Parse(r.Body)
+	return e.State
 }
 
 // saveStatus records the output's figures in the store for edged inspect.

@@ -15,6 +15,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edged/edged/internal/mqtttest"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/store"
 	"github.com/edged/edged/store/storetest"
 )
@@ -55,7 +56,7 @@ func producer(t testing.TB, st *store.Store, from, n int, every time.Duration) {
 		body := fmt.Sprintf(`{"type":"window","window":"w","key":"k%d","start":%d,"end":%d,"rev":0,"final":true,"count":1,"device":"gw","seq":%d,"id":"id%d"}`,
 			i%5, i*1000, i*1000+1000, seq, seq)
 		if err := st.Commit(&store.Checkpoint{Meta: store.CheckpointMeta{NextSeq: uint64(seq + 1)},
-			Records: []store.Record{{ID: fmt.Sprint("id", seq), Kind: kindWindow, Name: "w", Key: fmt.Sprint("k", i%5), Body: []byte(body)}}}); err != nil {
+			Records: []store.Record{{ID: fmt.Sprint("id", seq), Kind: uint8(record.KindWindow), Name: "w", Key: fmt.Sprint("k", i%5), Body: []byte(body)}}}); err != nil {
 			t.Error(err)
 			return
 		}
@@ -307,11 +308,11 @@ func TestFileOutputCutsTornTailAndSkipsWhatItHas(t *testing.T) {
 
 func TestTopicTemplate(t *testing.T) {
 	m := &MQTT{Device: "gw-01"}
-	r := &store.Record{Kind: kindWindow, Name: "temp_10s", Key: "boiler+1/temp"}
+	r := &store.Record{Kind: uint8(record.KindWindow), Name: "temp_10s", Key: "boiler+1/temp"}
 	if got := m.fill("edged/{device}/{window}/{key}/{type}{unknown}", r); got != "edged/gw-01/temp_10s/boiler_1/temp/window{unknown}" {
 		t.Fatalf("got %q", got)
 	}
-	a := &store.Record{Kind: kindAlert, Name: "overheat", Key: "s1", Body: []byte(`{"type":"alert","state":"firing"}`)}
+	a := &store.Record{Kind: uint8(record.KindAlert), Name: "overheat", Key: "s1", Body: []byte(`{"type":"alert","detector":"overheat","key":"s1","state":"firing","ts":1,"value":2,"reason":"r","device":"gw-01","seq":7,"id":"x"}`)}
 	if got := m.fill("a/{detector}/{key}/{state}", a); got != "a/overheat/s1/firing" {
 		t.Fatalf("got %q", got)
 	}

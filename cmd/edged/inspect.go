@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/store"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -581,18 +581,18 @@ func appendEntryJSON(b []byte, off uint64, e *store.Entry) []byte {
 	switch e.Kind {
 	case store.EntryIdle:
 		b = append(b, `,"idle":`...)
-		b = pipeline.AppendString(b, e.Source)
+		b = record.AppendString(b, e.Source)
 	case store.EntryTick:
 		b = append(b, `,"tick":true`...)
 	default:
 		b = append(b, `,"source":`...)
-		b = pipeline.AppendString(b, e.Source)
+		b = record.AppendString(b, e.Source)
 		b = append(b, `,"sensor":`...)
-		b = pipeline.AppendString(b, e.Sensor)
+		b = record.AppendString(b, e.Sensor)
 		b = append(b, `,"metric":`...)
-		b = pipeline.AppendString(b, e.Metric)
+		b = record.AppendString(b, e.Metric)
 		b = append(b, `,"value":`...)
-		b = pipeline.AppendFloat(b, e.Value)
+		b = record.AppendFloat(b, e.Value)
 		b = append(b, `,"ts":`...)
 		b = strconv.AppendInt(b, e.TS, 10)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/edged/edged/internal/config"
 	"github.com/edged/edged/internal/simulate"
 	"github.com/edged/edged/pipeline"
+	"github.com/edged/edged/record"
 	"github.com/edged/edged/sensors"
 )
 
@@ -80,11 +81,11 @@ func cmdSimulateSine(args []string, stdout, stderr io.Writer) error {
 			return
 		}
 		buf = append(buf[:0], `{"sensor":`...)
-		buf = pipeline.AppendString(buf, a.Sensor)
+		buf = record.AppendString(buf, a.Sensor)
 		buf = append(buf, `,"ts":`...)
 		buf = strconv.AppendInt(buf, a.TS, 10)
 		buf = append(buf, `,"value":`...)
-		buf = pipeline.AppendFloat(buf, a.Value)
+		buf = record.AppendFloat(buf, a.Value)
 		buf = append(buf, "}\n"...)
 		_, werr = w.Write(buf)
 	})
@@ -184,7 +185,7 @@ func sineCompare(w io.Writer, g *sineGen) error {
 			Aggs: []pipeline.AggSpec{{Name: "count", Kind: pipeline.AggCount}, {Name: "sum", Kind: pipeline.AggSum}}}
 		e, err := pipeline.New(pipeline.Config{DefaultOutOfOrderness: time.Duration(ooo) * time.Millisecond, Windows: []pipeline.WindowSpec{spec}},
 			pipeline.SinkFunc(func(r *pipeline.Record) {
-				if r.Kind == pipeline.KindWindow {
+				if r.Kind == record.KindWindow {
 					out[r.Start] = result{r.Values[0], r.Values[1]}
 				}
 			}), 0)
@@ -617,15 +618,15 @@ func (d simDest) open(ctx context.Context, stdout, stderr io.Writer, qos int, cl
 
 func appendReading(b []byte, r *simulate.Reading) []byte {
 	b = append(b, `{"sensor":`...)
-	b = pipeline.AppendString(b, r.Sensor)
+	b = record.AppendString(b, r.Sensor)
 	if r.Metric != "" {
 		b = append(b, `,"metric":`...)
-		b = pipeline.AppendString(b, r.Metric)
+		b = record.AppendString(b, r.Metric)
 	}
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, r.TS, 10)
 	b = append(b, `,"value":`...)
-	b = pipeline.AppendFloat(b, r.Value)
+	b = record.AppendFloat(b, r.Value)
 	return append(b, '}')
 }
 
