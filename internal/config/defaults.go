@@ -98,13 +98,15 @@ func (c *Config) setDefaults(m *meta) {
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		at := "source." + strconv.Itoa(i) + "."
-		if s.Format == "" {
+		if s.Format == "" && s.Type != "modbus" { // a modbus source reads registers, not payloads
 			s.Format = DefaultFormat
 		}
 		if s.Type == "mqtt" && unset(at+"qos", s.QoS == 0) {
 			s.QoS = DefaultQoS
 		}
 		switch s.Type {
+		case "modbus":
+			modbusDefaults(s, at, m)
 		case "serial":
 			if unset(at+"baud", s.Baud == 0) {
 				s.Baud = DefaultBaud

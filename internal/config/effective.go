@@ -52,10 +52,15 @@ func (c *Config) Effective() []byte {
 func writeFields(b *bytes.Buffer, section string, v reflect.Value) {
 	type kv struct{ k, v string }
 	var lines []kv
+	var tables []field // arrays of tables that hold arrays of tables: [[section.key]]
 	width := 0
 	for _, f := range fieldsOf(v.Type()) {
 		fv := v.Field(f.index)
 		if !keep(section, f.key, v, fv) {
+			continue
+		}
+		if fv.Kind() == reflect.Slice && nestsTables(fv.Type().Elem()) {
+			tables = append(tables, f)
 			continue
 		}
 		lines = append(lines, kv{f.key, literal(f.key, fv)})
@@ -64,6 +69,28 @@ func writeFields(b *bytes.Buffer, section string, v reflect.Value) {
 	for _, l := range lines {
 		fmt.Fprintf(b, "%-*s = %s\n", width, l.k, l.v)
 	}
+	for _, f := range tables {
+		fv := v.Field(f.index)
+		for i := 0; i < fv.Len(); i++ {
+			fmt.Fprintf(b, "\n[[%s.%s]]\n", section, f.key)
+			writeFields(b, section+"."+f.key, fv.Index(i))
+		}
+	}
+}
+
+// nestsTables reports whether t is a struct with an array of tables
+// (a modbus slave and its registers): such an element is written as a
+// table of its own rather than inline.
+func nestsTables(t reflect.Type) bool {
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	for _, f := range fieldsOf(t) {
+		if ft := t.Field(f.index).Type; ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+			return true
+		}
+	}
+	return false
 }
 
 // keep says whether Effective writes key of the struct elem.
@@ -80,6 +107,15 @@ func keep(section, key string, elem, fv reflect.Value) bool {
 	case section == "broker", section == "http":
 		return key == "enabled" || elem.FieldByName("Enabled").Bool() && !fv.IsZero()
 	case key == "name", key == "type":
+		return true
+	case key == "slave_id":
+		// slave_id = 0 (a TCP unit id) must stay written, or it would read
+		// back as the default 1.
+		if elem.Type() == reflect.TypeFor[ModbusSlave]() {
+			return true
+		}
+		return elem.FieldByName("Type").String() == "modbus" && elem.FieldByName("Slave").Len() == 0
+	case key == "address" && elem.Type() == reflect.TypeFor[ModbusRegister]():
 		return true
 	case key == "qos":
 		// qos = 0 must stay written, or it would read back as the default 1.
@@ -123,6 +159,10 @@ func literal(key string, v reflect.Value) string {
 		parts := make([]string, v.Len())
 		for i := range parts {
 			parts[i] = literal(key, v.Index(i))
+		}
+		if v.Type().Elem().Kind() == reflect.Struct {
+			// Inline tables one a line (a modbus register map).
+			return "[\n  " + strings.Join(parts, ",\n  ") + ",\n]"
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	case reflect.Struct:

@@ -101,11 +101,11 @@ type Store struct {
 	CommitInterval Duration `toml:"commit_interval"`
 }
 
-// Source is one input: an MQTT subscription, a serial port, a file, stdin or
-// the simulator.
+// Source is one input: an MQTT subscription, a serial port, a file, stdin,
+// the simulator or Modbus slaves.
 type Source struct {
 	Name   string `toml:"name"`   // required, unique
-	Type   string `toml:"type"`   // mqtt | serial | file | stdin | simulate
+	Type   string `toml:"type"`   // mqtt | serial | file | stdin | simulate | modbus
 	Format string `toml:"format"` // json | csv | influx | senml | nmea | kv | raw; default json
 
 	// MaxOutOfOrderness overrides [pipeline] max_out_of_orderness for this
@@ -185,6 +185,53 @@ type Source struct {
 
 	// file
 	Path string `toml:"path"`
+
+	// modbus: a Modbus TCP device or an RTU line (serial settings and USB
+	// identity as for serial), polled every poll_every (default 1s).
+	//
+	// Controller is "tcp://host:port" (port 502 when left out) or
+	// "file:///dev/ttyUSB0" for RTU; it may be left out for RTU when a
+	// USB identity is set.
+	Controller string `toml:"controller"`
+	// SlaveID and Registers describe the one slave of a source that polls
+	// one; Slave lists several on one line or connection instead.
+	SlaveID   int              `toml:"slave_id"`
+	Registers []ModbusRegister `toml:"registers"`
+	Slave     []ModbusSlave    `toml:"slave"`
+	// Timeout is the longest a slave may take to answer a request (on RTU,
+	// on top of the time the bytes take on the wire). Default 1s.
+	Timeout Duration `toml:"timeout"`
+}
+
+// ModbusSlave is one slave of a modbus source with several
+// ([[source.slave]]).
+type ModbusSlave struct {
+	SlaveID int `toml:"slave_id"` // required: 1-247 on RTU, 0-255 on TCP
+	// Sensor names the slave's readings. Default "<source>-<slave_id>".
+	Sensor    string           `toml:"sensor"`
+	Registers []ModbusRegister `toml:"registers"`
+}
+
+// ModbusRegister is one value read from a slave: its reading has the
+// slave's sensor and the register's name as metric, and the value
+// raw * scale + offset.
+type ModbusRegister struct {
+	Name string `toml:"name"` // required, unique within the slave
+	Kind string `toml:"kind"` // coil | discrete | holding | input; required
+	// Address is the protocol address, from 0 (Modicon register 40001 is
+	// holding address 0).
+	Address int `toml:"address"`
+	// Type: int16 | uint16 | int32 | uint32 | int64 | uint64 | float32 |
+	// float64 for holding and input registers (default uint16); bool for
+	// coil and discrete (the default and only one).
+	Type string `toml:"type"`
+	// ByteOrder of a value over several bytes, A the most significant:
+	// AB or BA for 16-bit types; ABCD (big-endian), DCBA, BADC or CDAB for
+	// 32-bit; ABCDEFGH, HGFEDCBA, BADCFEHG or GHEFCDAB (or the four-letter
+	// names) for 64-bit. Default big-endian (AB, ABCD, ABCDEFGH).
+	ByteOrder string  `toml:"byte_order"`
+	Scale     float64 `toml:"scale"` // default 1
+	Offset    float64 `toml:"offset"`
 }
 
 // Window is one keyed event-time window with its aggregates.

@@ -17,7 +17,7 @@ import (
 // The values allowed for the enumerated keys, in the order they are listed
 // in messages.
 var (
-	sourceTypes   = []string{"mqtt", "serial", "file", "stdin", "simulate"}
+	sourceTypes   = []string{"mqtt", "serial", "file", "stdin", "simulate", "modbus"}
 	hex4          = regexp.MustCompile(`^[0-9A-Fa-f]{4}$`)
 	formats       = []string{"json", "csv", "influx", "senml", "nmea", "kv", "raw"}
 	tsUnits       = []string{"s", "ms", "us", "ns", "auto"}
@@ -53,6 +53,7 @@ func (c *Config) validate(m *meta) {
 		v.source(l, s)
 		sourceNames[s.Name] = true
 	}
+	v.modbusShared(c.Sources)
 	names = map[string]string{}
 	for i := range c.Windows {
 		w := &c.Windows[i]
@@ -227,6 +228,17 @@ func (v validator) oneOf(l loc, s string, allowed []string, required bool) bool 
 
 func (v validator) source(l loc, s *Source) {
 	typeOK := v.oneOf(l.child("type"), s.Type, sourceTypes, true)
+	if s.Type == "modbus" {
+		if typeOK {
+			v.modbus(l, s)
+		}
+		return
+	}
+	for _, k := range modbusOnly {
+		if v.m.isSet(l.key + "." + k) {
+			v.add(l.child(k), `%s is a key of modbus sources: remove it, or set type = "modbus"`, k)
+		}
+	}
 	v.oneOf(l.child("format"), s.Format, formats, true)
 	v.oneOf(l.child("ts_unit"), s.TSUnit, tsUnits, false)
 	if s.Delimiter != "" && utf8.RuneCountInString(s.Delimiter) != 1 {
