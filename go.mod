@@ -7,6 +7,7 @@ require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/expr-lang/expr v1.17.8
 	github.com/gorilla/websocket v1.5.3
+	github.com/grid-x/modbus v0.0.0-20260527064858-ef3bed576432
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/tinylib/msgp v1.6.5
 	go.bug.st/serial v1.8.0
@@ -16,6 +17,7 @@ require (
 )
 
 require (
+	github.com/grid-x/serial v0.0.0-20211107191517-583c7356b3aa // indirect
 	github.com/philhofer/fwd v1.2.0 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	golang.org/x/net v0.44.0 // indirect

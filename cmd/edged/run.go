@@ -127,6 +127,10 @@ func runnable(cfg *config.Config) ([]pipeline.WindowSpec, error) {
 			if err := ingest.CheckTopicTemplate(s.TopicTemplate); err != nil {
 				return nil, usagef("%s: source %q: %v", cfg.File, s.Name, err)
 			}
+		case "modbus":
+			if err := modbusSource(&s, nil, nil).Check(); err != nil {
+				return nil, usagef("%s: source %q: %v", cfg.File, s.Name, err)
+			}
 		default:
 			return nil, usagef("%s: source %q: unknown type %q", cfg.File, s.Name, s.Type)
 		}
@@ -358,6 +362,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 				CleanSession: s.CleanSession != nil && *s.CleanSession, Keepalive: s.Keepalive.D(),
 				TopicTemplate: s.TopicTemplate, Format: s.Format, Opts: decoderOptions(s), Logger: log, Clock: clk,
 				Relay: func(rs []store.Record) error { _, err := st.AppendOutbox(rs); return err }}
+		case "modbus":
+			src = modbusSource(s, log, clk)
 		}
 		api.AddSource(s.Name, src)
 		wg.Add(1)

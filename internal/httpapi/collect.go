@@ -101,6 +101,8 @@ type SourceStatus struct {
 	Reconnects   *int64   `json:"reconnects,omitempty"`
 	Dropped      *int64   `json:"dropped,omitempty"`
 	LastError    string   `json:"last_error,omitempty"`
+	// Modbus: a modbus source's polls and per-slave figures.
+	Modbus *ingest.ModbusStats `json:"modbus,omitempty"`
 }
 
 // OutputStatus is one output's figures.
@@ -233,6 +235,9 @@ func (s *Server) collect() *Status {
 			ms := o.Stats()
 			ss.Received, ss.Connected, ss.Reconnects, ss.Dropped = ptr(ms.Received), ptr(ms.Connected), ptr(ms.Reconnects), ptr(ms.Dropped)
 			ss.LastError = ms.LastError
+		case interface{ ModbusStats() ingest.ModbusStats }:
+			ms := o.ModbusStats()
+			ss.Connected, ss.Reconnects, ss.Modbus = ptr(ms.Connected), ptr(ms.Reconnects), &ms
 		case interface {
 			Dropped() int64
 			Reconnects() int64

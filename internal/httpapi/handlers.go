@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+
+	"github.com/edged/edged/ingest"
 )
 
 // healthz answers 200 once the pipeline has recovered (caught up with the
@@ -81,13 +84,16 @@ func promMetrics(st *Status) *metrics {
 			m.add("edged_mqtt_messages_received_total", counter, "MQTT messages an mqtt source received from its broker, redeliveries included, since the start.", float64(*src.Received), l...)
 		}
 		if src.Connected != nil {
-			m.add("edged_source_connected", gauge, "1 while an mqtt source is connected to its broker.", b2f(*src.Connected), l...)
+			m.add("edged_source_connected", gauge, "1 while a source is connected: an mqtt source to its broker, a modbus source to its port or device.", b2f(*src.Connected), l...)
 		}
 		if src.Reconnects != nil {
-			m.add("edged_source_reconnects_total", counter, "Connections a source made after its first (mqtt broker, serial port), since the start.", float64(*src.Reconnects), l...)
+			m.add("edged_source_reconnects_total", counter, "Connections a source made after its first (mqtt broker, serial port, modbus port or device), since the start.", float64(*src.Reconnects), l...)
 		}
 		if src.Dropped != nil {
 			m.add("edged_source_dropped_total", counter, "Input a source dropped because intake was full (mqtt QoS 0 messages, serial lines), since the start.", float64(*src.Dropped), l...)
+		}
+		if mb := src.Modbus; mb != nil {
+			modbusMetrics(m, src.Name, mb)
 		}
 	}
 
@@ -158,4 +164,21 @@ func promMetrics(st *Status) *metrics {
 		}
 	}
 	return m
+}
+
+// modbusMetrics adds a modbus source's polls, and per slave its requests,
+// its failed requests by reason and whether it answers.
+func modbusMetrics(m *metrics, source string, mb *ingest.ModbusStats) {
+	m.add("edged_modbus_polls_total", counter, "Polls of a modbus source's slaves, since the start.", float64(mb.Polls), "source", source)
+	m.add("edged_modbus_polls_skipped_total", counter, "Polls a modbus source skipped because the previous one still ran (poll_every too short for its slaves and registers), since the start.", float64(mb.PollsSkipped), "source", source)
+	m.add("edged_modbus_poll_seconds", gauge, "How long a modbus source's last poll of all its slaves took.", mb.PollSeconds, "source", source)
+	for _, sl := range mb.Slaves {
+		id := strconv.Itoa(sl.Slave)
+		m.add("edged_modbus_requests_total", counter, "Requests sent to a modbus slave, since the start.", float64(sl.Requests), "source", source, "slave", id)
+		m.add("edged_modbus_slave_up", gauge, "1 while a modbus slave answers (an exception counts as an answer), 0 when it did not in the last poll.", b2f(sl.Up), "source", source, "slave", id)
+		for i, n := range sl.Errors {
+			m.add("edged_modbus_errors_total", counter, "Failed requests to a modbus slave by reason: timeout, crc, frame, io, or the exception it answered, since the start.", float64(n),
+				"source", source, "slave", id, "reason", ingest.ModbusErrorReasons[i])
+		}
+	}
 }

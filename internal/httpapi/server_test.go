@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged/edged/ingest"
 	"github.com/edged/edged/pipeline"
 	"github.com/edged/edged/runner"
 	"github.com/edged/edged/store"
@@ -319,6 +320,7 @@ func TestMetricNames(t *testing.T) {
 		Sources: []SourceStatus{{Name: "s", Type: "mqtt", MaxTS: &n, Watermark: &n, LagSeconds: &f, Idle: &tr, Received: &n, Connected: &tr, Reconnects: &n, Dropped: &n}},
 		Outputs: []OutputStatus{{Name: "o", Sent: &n, Acked: &n, Reconnects: &n}},
 	}
+	st.Sources = append(st.Sources, SourceStatus{Name: "m", Type: "modbus", Modbus: &ingest.ModbusStats{Slaves: []ingest.ModbusSlaveStats{{Slave: 1}}}})
 	var b strings.Builder
 	promMetrics(st).write(&b)
 	types := checkExposition(t, b.String())
@@ -362,6 +364,12 @@ func TestMetricNames(t *testing.T) {
 		"edged_log_dropped_total counter ",
 		"edged_log_end_offset gauge ",
 		"edged_log_entries gauge ",
+		"edged_modbus_errors_total counter source,slave,reason",
+		"edged_modbus_poll_seconds gauge source",
+		"edged_modbus_polls_skipped_total counter source",
+		"edged_modbus_polls_total counter source",
+		"edged_modbus_requests_total counter source,slave",
+		"edged_modbus_slave_up gauge source,slave",
 		"edged_mqtt_messages_received_total counter source",
 		"edged_outbox_backlog_records gauge output",
 		"edged_outbox_bytes gauge ",
