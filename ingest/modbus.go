@@ -213,6 +213,7 @@ type modbusConf struct {
 	log         *slog.Logger
 	where       string
 	unsyncedLog failLog
+	nregs       int // registers of all slaves: the readings of a poll
 }
 
 func (m *Modbus) conf() (*modbusConf, error) {
@@ -274,6 +275,7 @@ func (m *Modbus) conf() (*modbusConf, error) {
 			regs[j] = reg
 		}
 		c.slaves = append(c.slaves, mbSlave{id: s.ID, sensor: s.Sensor, blocks: planBlocks(regs), stats: &m.slaveStats[i]})
+		c.nregs += len(regs)
 	}
 	return c, nil
 }
@@ -476,6 +478,9 @@ func (m *Modbus) pollOnce(ctx context.Context, c *modbusConf, conn *mbConn) (sto
 						Reason:  fmt.Sprintf("register %q (slave %d, %s %d, %s): %v is not a number", reg.name, sl.id, reg.kind, reg.addr, reg.typ, v),
 						Payload: fmt.Appendf(nil, `{"slave":%d,"register":%q,"raw":"%0*x"}`, sl.id, reg.name, 4*reg.typ.words(), raw)})
 					continue
+				}
+				if r.Entries == nil {
+					r.Entries = make([]store.Entry, 0, c.nregs) // handed to the log: one a poll
 				}
 				r.Entries = append(r.Entries, store.Entry{Kind: store.EntryReading, Source: m.Name, Sensor: sl.sensor, Metric: reg.name, Value: v, TS: ts, Ingest: ts})
 			}

@@ -48,8 +48,12 @@ type Counter struct {
 
 // Config is the slave's data.
 type Config struct {
-	Units    map[int]Unit `json:"-"`
-	Counters []Counter    `json:"counters,omitempty"`
+	Units    map[int]Unit
+	Counters []Counter
+	// WireBaud, when set, delays each answer by the time a read request
+	// and the answer take on an RS-485 line at that rate (a pty moves
+	// bytes at once): for benchmarks of a line's poll rate.
+	WireBaud int
 }
 
 func (c Config) MarshalJSON() ([]byte, error) {
@@ -60,7 +64,8 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		Units    map[string]Unit `json:"units"`
 		Counters []Counter       `json:"counters,omitempty"`
-	}{units, c.Counters})
+		WireBaud int             `json:"wire_baud,omitempty"`
+	}{units, c.Counters, c.WireBaud})
 }
 
 // Slave is a running slave.

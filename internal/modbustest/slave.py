@@ -6,10 +6,13 @@ socat pty pair). Several units (slave ids) answer on one line.
     slave.py --config FILE (--tcp PORT | --rtu DEVICE [--baud N])
 
 FILE is JSON: {"units": {"1": {"hr": [...], "ir": [...], "co": [...],
-"di": [...]}}, "counters": [{"unit": 1, "table": "hr", "address": 9}]}.
-Each table holds the values from address 0 (16-bit words, or 0/1 for
-bits); an address past its end answers "illegal data address". A counter
-register goes up by 1 each time a request reads it.
+"di": [...]}}, "counters": [{"unit": 1, "table": "hr", "address": 9}],
+"wire_baud": 115200}. Each table holds the values from address 0 (16-bit
+words, or 0/1 for bits); an address past its end answers "illegal data
+address". A counter register goes up by 1 each time a request reads it.
+With wire_baud, each answer waits the time a read request and the answer
+take on an RS-485 line at that rate (11 bits a byte): a pty moves bytes at
+once, a real line does not.
 
 Commands, one JSON object a line on stdin; each is answered "ok" on stdout
 once applied:
@@ -69,6 +72,7 @@ def main():
         modes[unit] = {"mode": "normal"}
     context = ModbusServerContext(slaves=slaves, single=False)
     rtu_framer = ModbusRtuFramer(ServerDecoder())
+    wire_baud = cfg.get("wire_baud", 0)
 
     def manipulate(response):
         m = modes.get(response.unit_id, {"mode": "normal"})
@@ -85,6 +89,9 @@ def main():
             response.registers = response.registers[:-1]
         if mode == "delay":
             time.sleep(m.get("ms", 0) / 1000)
+        if wire_baud:
+            # request (8 bytes) + answer (address, function, data, CRC)
+            time.sleep((8 + 4 + len(response.encode())) * 11 / wire_baud)
         return response, False
 
     loop = asyncio.new_event_loop()
