@@ -383,7 +383,23 @@ func (m *Modbus) open(ctx context.Context, c *modbusConf, multiWarned *string) (
 		pk := modbus.NewRTUClientHandler(path)
 		return &mbConn{client: modbus.NewClient2(pk, line), setSlave: func(id uint8) { pk.SetSlave(id) }, close: func() { p.Close() }}, path, nil
 	}
-	h := modbus.NewTCPClientHandler(m.TCP, modbus.WithDialer((&net.Dialer{Timeout: c.timeout}).DialContext))
+	// The library's Send holds its lock while it reads, up to the
+	// timeout; closing the connection itself ends a read at once when
+	// the source stops.
+	var conn atomic.Pointer[net.Conn]
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{Timeout: c.timeout}).DialContext(ctx, network, addr)
+		if err == nil {
+			conn.Store(&nc)
+		}
+		return nc, err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		if nc := conn.Load(); nc != nil {
+			(*nc).Close()
+		}
+	})
+	h := modbus.NewTCPClientHandler(m.TCP, modbus.WithDialer(dial))
 	h.Timeout = c.timeout
 	h.IdleTimeout = -1 // the source polls on: keep the connection
 	// An answer that comes after its request timed out is skipped by its
@@ -392,9 +408,10 @@ func (m *Modbus) open(ctx context.Context, c *modbusConf, multiWarned *string) (
 	dctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := h.Connect(dctx); err != nil {
+		stop()
 		return nil, "", err
 	}
-	return &mbConn{client: modbus.NewClient(h), setSlave: func(id uint8) { h.SetSlave(id) }, close: func() { h.Close() }}, m.TCP, nil
+	return &mbConn{client: modbus.NewClient(h), setSlave: func(id uint8) { h.SetSlave(id) }, close: func() { stop(); h.Close() }}, m.TCP, nil
 }
 
 // poll polls every c.every until ctx ends (nil) or the port or connection

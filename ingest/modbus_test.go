@@ -332,3 +332,27 @@ func TestModbusSkippedPolls(t *testing.T) {
 		t.Errorf("stats %+v: each poll of 120 ms skips 3 or 4 of 30 ms", st)
 	}
 }
+
+// TestModbusStopsPromptly: a source waiting for a slow TCP answer stops
+// at once when its context ends, not after its timeout.
+func TestModbusStopsPromptly(t *testing.T) {
+	sl := modbustest.StartTCP(t, modbustest.Config{Units: map[int]modbustest.Unit{1: {HR: []uint16{5}}}})
+	sl.Mode(1, "delay", 3000)
+	m := &Modbus{Name: "mb", TCP: sl.Addr, Timeout: 20 * time.Second, Slaves: []ModbusSlave{
+		{ID: 1, Sensor: "a", Registers: []ModbusRegister{{Name: "x", Kind: "holding", Scale: 1}}}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, &fakeApp{}) }()
+	waitFor(t, "a request in flight", 10*time.Second, func() bool { return m.ModbusStats().Connected })
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil || time.Since(start) > time.Second {
+			t.Errorf("Run: %v after %v", err, time.Since(start))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still waits for the slow answer")
+	}
+}

@@ -248,6 +248,9 @@ func (v validator) modbus(l loc, s *Source) {
 			v.add(l.child(k), "set slave_id and registers for one slave, or one [[source.slave]] table per slave, not both: move them into a [[source.slave]]")
 		}
 	}
+	if v.m.isSet(l.key + ".sensor") {
+		v.add(l.child("sensor"), "sensor names the readings of a source with one slave: with [[source.slave]] tables set sensor in each (default \"<source>-<slave_id>\")")
+	}
 	sl := l.child("slave")
 	ids := map[int]string{}
 	sensors := map[string]string{}

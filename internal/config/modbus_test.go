@@ -171,6 +171,7 @@ func TestModbusSourceKeys(t *testing.T) {
 		{"timeout", src(`controller = "tcp://h"`, `timeout = "0s"`, regs), []string{`timeout: must be between "1ms" and "1m"`}, 5},
 		{"poll", src(`controller = "tcp://h"`, `poll_every = "0s"`, regs), []string{`poll_every: must be at least "1ms"`}, 5},
 		{"both forms", src(`controller = "tcp://h"`, `slave_id = 3`, `[[source.slave]]`, `slave_id = 1`, regs), []string{`slave_id: set slave_id and registers for one slave, or one [[source.slave]] table per slave, not both`}, 5},
+		{"sensor with slaves", src(`controller = "tcp://h"`, `sensor = "x"`, `[[source.slave]]`, `slave_id = 1`, regs), []string{`edged.toml:5: source[0] "m": sensor: sensor names the readings of a source with one slave`}, 5},
 		{"slave without id", src(`controller = "tcp://h"`, `[[source.slave]]`, regs), []string{`slave[0] (slave_id 0): slave_id: missing: every [[source.slave]] needs its slave_id`}, 5},
 		{"duplicate slave", src(`controller = "tcp://h"`, `[[source.slave]]`, `slave_id = 1`, regs, `[[source.slave]]`, `slave_id = 1`, regs), []string{`edged.toml:10: source[0] "m": slave[1] (slave_id 1): slave_id: duplicate slave_id 1, already polled by source[0] "m": slave[0] (slave_id 1) at line 5`}, 10},
 		{"duplicate sensor", src(`controller = "tcp://h"`, `[[source.slave]]`, `slave_id = 1`, `sensor = "x"`, regs, `[[source.slave]]`, `slave_id = 2`, `sensor = "x"`, regs), []string{`sensor "x" is already the sensor of`}, 12},
