@@ -116,6 +116,8 @@ fuzz:
 	@for t in $$($(GO) test -list 'Fuzz.*' ./internal/sketch | grep ^Fuzz); do \
 		echo "== sketch $$t"; $(GO) test ./internal/sketch -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	$(GO) test ./record -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	@for t in $$($(GO) test -list 'Fuzz.*' ./internal/mqttconn | grep ^Fuzz); do \
+		echo "== mqttconn $$t"; $(GO) test ./internal/mqttconn -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 clean:
 	rm -rf $(DIST)

@@ -7,16 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/edged/edged/internal/mqttconn"
 	"github.com/edged/edged/record"
@@ -27,24 +23,46 @@ import (
 // MQTT subscribes to topic filters on a broker and appends the readings of
 // every message to the log.
 //
-// A QoS 1 or 2 message is acknowledged to the broker (PUBACK, PUBREC) only
-// once its readings (or its quarantine record) are durable in the log:
-// paho's automatic acknowledgement is off, and the acknowledgement goes out
-// from the log's commit callback, in the order the messages arrived. A
-// crash therefore never loses an acknowledged message; the broker sends
-// again what was not acknowledged (at least once: a message may be logged
+// # One goroutine, no queue
+//
+// Run reads the connection itself (internal/mqttconn: one buffered reader,
+// payloads decoded in place, no allocation and no goroutine hand-off per
+// message): it decodes each message into the current batch and hands the
+// batch to the log's group committer when it is full or when no further
+// message is already buffered.
+//
+// # Nothing dropped: backpressure
+//
+// When the log cannot keep up (the committer's queue is full), Run waits
+// for it and reads nothing from the socket meanwhile: TCP flow control
+// stops the broker, which keeps the messages (counted in Paused, logged
+// without flooding). The connection's own goroutine keeps sending
+// keepalive pings, so the pause may last any time. This holds at every
+// QoS. Overflow "drop" opts out: Run then keeps reading while the log is
+// full, holds up to QueueSize messages, and drops the oldest beyond
+// (counted in Dropped, logged): the freshest readings win.
+//
+// # Acknowledged after the commit, in bulk
+//
+// A QoS 1 or 2 message is acknowledged (PUBACK, PUBREC) only once its
+// readings (or its quarantine record) are durable in the log: the batch's
+// commit callback queues the acknowledgements of all its messages at once,
+// in the order they arrived, and they go out in one write. A crash
+// therefore never loses an acknowledged message; the broker sends again
+// what was not acknowledged (at least once: a message may be logged
 // twice). With a persistent session (CleanSession false, the default for
 // QoS >= 1 in the config) this includes what was published while edged was
-// away, within the broker's queue limits.
+// away, within the broker's queue limits. Acknowledgements are sent only on
+// the connection their messages came on.
 //
-// The message handler never blocks paho's reader for long: it hands each
-// message to a bounded queue (QueueSize) that one worker drains, decoding
-// and appending in batches. When the log cannot keep up, the queue fills:
-// QoS 0 messages are then dropped (counted in Stats, logged without
-// flooding); QoS 1/2 messages are normally bounded by the broker's
-// in-flight window (mosquitto's max_inflight_messages), and if a broker
-// sends more than the queue holds, the handler waits, which stops reading
-// from the connection: the broker keeps the rest (counted in Paused).
+// # Oversized payloads
+//
+// A payload larger than MaxPayload is never held whole: its size is known
+// from the packet's fixed header, its first bytes are kept and the rest is
+// skipped while it is read. It is quarantined with its size and topic, and
+// acknowledged like any message; the connection goes on.
+//
+// # Retained messages
 //
 // Retained messages are acknowledged and skipped: the broker sends them
 // because edged subscribed (on every connection), not because they were
@@ -52,13 +70,13 @@ import (
 // logged again at each reconnect. A message published with the retain flag
 // while edged is subscribed arrives without it and is logged.
 //
-// Connections are made by Run itself (paho's auto-reconnect is off): after
-// a failed attempt or a lost connection it waits BackoffMin, doubling up to
-// BackoffMax, with +-25% jitter; the pause returns to BackoffMin once a
-// connection has stayed up for 30 s (a broker that drops us right after
-// each connect sees the pause grow, not a reconnect storm). Each connection is a new
-// paho client with an in-memory store (the log is the durable store) and
-// subscribes to every topic filter again.
+// # Reconnects
+//
+// After a failed attempt or a lost connection Run waits BackoffMin,
+// doubling up to BackoffMax, with +-25% jitter; the pause returns to
+// BackoffMin once a connection has stayed up for 30 s (a broker that drops
+// us right after each connect sees the pause grow, not a reconnect storm).
+// Each connection subscribes to every topic filter again.
 type MQTT struct {
 	Name string
 	// Broker is the URL: tcp:// (or mqtt://), ssl:// (tls://, mqtts://),
@@ -107,8 +125,15 @@ type MQTT struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	// QueueSize bounds the messages received and not yet handed to the
-	// log. Default 1024.
+	// MaxPayload bounds a message's payload; a larger one is skipped while
+	// it is read and quarantined with its size and topic. Default 256 KiB.
+	MaxPayload int
+	// Overflow is what happens when the log cannot keep up: "block" (the
+	// default: stop reading, the broker keeps the messages) or "drop"
+	// (keep reading, drop the oldest messages beyond QueueSize).
+	Overflow string
+	// QueueSize bounds the messages held while the log is full with
+	// Overflow "drop". Default 1024.
 	QueueSize int
 	// BackoffMin and BackoffMax bound the pause between connection
 	// attempts. Defaults 1 s and 60 s.
@@ -117,33 +142,42 @@ type MQTT struct {
 	// ConnectTimeout bounds one connection attempt (TCP, TLS, CONNECT) and
 	// the wait for the SUBACK. Default 10 s.
 	ConnectTimeout time.Duration
-	// DrainTimeout bounds how long Run, once ctx ends, waits for the queued
-	// messages to be committed and acknowledged before it disconnects.
-	// Default 5 s.
+	// DrainTimeout bounds how long Run, once ctx ends, waits for the
+	// messages read to be committed and acknowledged before it
+	// disconnects. Default 5 s.
 	DrainTimeout time.Duration
 
 	stats mqttCounters
-	gen   atomic.Uint64 // the current connection; acks of older ones are not sent
 }
 
+// Overflow policies.
 const (
-	mqttMaxBatch    = 1024    // messages per append
-	mqttMaxPayload  = 1 << 20 // a bigger payload is quarantined undecoded
-	mqttMaxDecoders = 256     // decoders kept for topic-derived sensors
-	mqttStableAfter = 30 * time.Second
+	OverflowBlock = "block"
+	OverflowDrop  = "drop"
+)
+
+const (
+	mqttMaxBatch          = 1024      // messages per append
+	mqttMaxBatchBytes     = 512 << 10 // payload bytes per append
+	mqttDefaultMaxPayload = 256 << 10 // as [limits] max_payload_bytes
+	mqttMaxDecoders       = 256       // decoders kept for topic-derived sensors
+	mqttMaxTopics         = 4096      // topics kept with what they give the reading
+	mqttStableAfter       = 30 * time.Second
+	mqttDropRetry         = 20 * time.Millisecond // overflow drop: how often a held batch is offered again
 )
 
 // MQTTStats are an MQTT source's counters.
 type MQTTStats struct {
 	Received   int64 // messages from the broker, redeliveries included
 	Acked      int64 // QoS 1/2 messages acknowledged after their commit
-	Dropped    int64 // QoS 0 messages dropped because the queue was full (or at shutdown)
-	Paused     int64 // times the handler had to wait for room in the queue (QoS 1/2)
-	Retained   int64 // retained messages skipped (see Run)
+	Dropped    int64 // messages dropped (overflow "drop"), or read but not appended (an append failed)
+	Paused     int64 // times reading stopped because the log was full (backpressure)
+	Retained   int64 // retained messages skipped (see MQTT)
+	Oversize   int64 // payloads over MaxPayload, skipped and quarantined
 	Own        int64 // this gateway's own records seen on a subscribed topic, skipped (loop safety)
 	Relayed    int64 // other gateways' records relayed upstream as they are
 	Reconnects int64 // connections made after the first
-	Queued     int   // messages waiting for the worker now
+	Queued     int64 // messages read and not yet handed to the log, or handed and waiting for their commit
 	Connected  bool
 	LastError  string // the last connection, subscription or append error
 	LastErrAt  time.Time
@@ -151,9 +185,8 @@ type MQTTStats struct {
 
 type mqttCounters struct {
 	received, acked, dropped, paused, reconnects, retained atomic.Int64
-	own, relayed                                           atomic.Int64
+	oversize, own, relayed, queued                         atomic.Int64
 	connected                                              atomic.Bool
-	queue                                                  atomic.Pointer[chan mqttItem]
 
 	mu        sync.Mutex
 	lastErr   string
@@ -167,10 +200,7 @@ func (s *MQTT) Stats() MQTTStats {
 	c := &s.stats
 	st := MQTTStats{Received: c.received.Load(), Acked: c.acked.Load(), Dropped: c.dropped.Load(), Paused: c.paused.Load(),
 		Reconnects: c.reconnects.Load(), Retained: c.retained.Load(), Connected: c.connected.Load(),
-		Own: c.own.Load(), Relayed: c.relayed.Load()}
-	if q := c.queue.Load(); q != nil {
-		st.Queued = len(*q)
-	}
+		Oversize: c.oversize.Load(), Own: c.own.Load(), Relayed: c.relayed.Load(), Queued: c.queued.Load()}
 	c.mu.Lock()
 	st.LastError, st.LastErrAt = c.lastErr, c.lastErrAt
 	c.mu.Unlock()
@@ -201,11 +231,11 @@ func mqttOr[T int | time.Duration](v, def T) T {
 	return v
 }
 
-// mqttItem is a received message and the connection it came on.
-type mqttItem struct {
-	m   mqtt.Message
-	gen uint64
-}
+// errAppend wraps an append the log refused for good: Run stops.
+type errAppend struct{ err error }
+
+func (e errAppend) Error() string { return "cannot append to the log: " + e.err.Error() }
+func (e errAppend) Unwrap() error { return e.err }
 
 // Run connects, subscribes and ingests until ctx ends, reconnecting as
 // needed. Connection failures are logged and retried, never returned; Run
@@ -226,11 +256,16 @@ func (s *MQTT) Run(ctx context.Context, app Appender) error {
 	if s.QoS < 0 || s.QoS > 2 {
 		return fmt.Errorf("mqtt source %q: invalid qos %d", s.Name, s.QoS)
 	}
+	switch s.Overflow {
+	case "", OverflowBlock, OverflowDrop:
+	default:
+		return fmt.Errorf("mqtt source %q: invalid overflow %q: use %q or %q", s.Name, s.Overflow, OverflowBlock, OverflowDrop)
+	}
 	u, err := url.Parse(s.Broker)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("mqtt source %q: invalid broker URL %q", s.Name, redactURL(s.Broker))
 	}
-	// The worker logs bad payloads itself (with their topic, rate limited
+	// The reader logs bad payloads itself (with their topic, rate limited
 	// across all its decoders).
 	base, err := newDecoder(s.Name, s.Format, s.Opts, s.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -241,48 +276,28 @@ func (s *MQTT) Run(ctx context.Context, app Appender) error {
 		log.Warn(fmt.Sprintf("mqtt source %q: tls_* settings are ignored: the broker URL %s is not ssl:// or wss://", s.Name, redactURL(s.Broker)), "source", s.Name)
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	q := make(chan mqttItem, mqttOr(s.QueueSize, 1024))
-	s.stats.queue.Store(&q)
-	ack := &mqttAcker{wake: make(chan struct{}, 1), idle: make(chan struct{}, 1), gen: &s.gen, acked: &s.stats.acked}
-	w := &mqttWorker{s: s, log: log, tmpl: tmpl, base: base, decs: map[string]*decoder{}}
-	workerErr := make(chan error, 1)
-	go func() { workerErr <- w.run(runCtx, app, q, ack) }()
-	ackDone := make(chan struct{})
-	go func() { ack.run(); close(ackDone) }()
-
+	r := &mqttReader{s: s, log: log, app: app, tmpl: tmpl, base: base, decs: map[string]*decoder{}, topics: map[string]*mqttTopic{},
+		drop: s.Overflow == OverflowDrop, idle: make(chan struct{}, 1)}
 	bmin, bmax := mqttOr(s.BackoffMin, time.Second), mqttOr(s.BackoffMax, time.Minute)
 	backoff := bmin
 	var delay time.Duration
-	var client mqtt.Client
-	var werr error
-	workerStopped := false
-	connects := 0
-loop:
 	for {
 		if delay > 0 {
 			t := time.NewTimer(delay)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				break loop
-			case werr = <-workerErr:
-				workerStopped = true
-				t.Stop()
-				break loop
+				return nil
 			case <-t.C:
 			}
 		}
 		if ctx.Err() != nil {
-			break
+			return nil
 		}
-		gen := s.gen.Add(1)
-		lost := make(chan error, 1)
-		c, present, err := s.connect(runCtx, log, s.handler(runCtx, q, gen, log), lost)
+		c, err := s.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				break
+				return nil
 			}
 			s.setErr(err)
 			delay = mqttJitter(backoff)
@@ -291,218 +306,61 @@ loop:
 				"source", s.Name, "broker", redactURL(s.Broker), "retry_in", delay)
 			continue
 		}
-		client = c
-		connects++
-		if connects > 1 {
-			s.stats.reconnects.Add(1)
-		}
-		s.stats.connected.Store(true)
-		log.Info("mqtt source connected", "source", s.Name, "broker", redactURL(s.Broker), "client_id", s.EffectiveClientID(),
-			"topics", s.Topics, "qos", s.QoS, "clean_session", s.CleanSession, "session_present", present)
-		if !s.CleanSession && !present && connects > 1 {
-			log.Warn(fmt.Sprintf("mqtt source %q: the broker kept no session for client id %q: messages published while edged was disconnected are lost", s.Name, s.EffectiveClientID()), "source", s.Name)
-		}
 		up := time.Now()
-		select {
-		case <-ctx.Done():
-			break loop
-		case werr = <-workerErr:
-			workerStopped = true
-			break loop
-		case err := <-lost:
-			s.stats.connected.Store(false)
-			client = nil // paho has closed it
-			if err == nil {
-				err = errors.New("connection closed")
-			}
+		subscribed, err := r.serve(ctx, c)
+		s.stats.connected.Store(false)
+		var fatal errAppend
+		switch {
+		case errors.As(err, &fatal):
 			s.setErr(err)
-			if time.Since(up) >= mqttStableAfter {
-				backoff = bmin
-			}
+			log.Error(fmt.Sprintf("mqtt source %q: %v", s.Name, err), "source", s.Name)
+			return fmt.Errorf("mqtt source %q: %w", s.Name, err)
+		case ctx.Err() != nil:
+			return nil
+		case !subscribed:
+			s.setErr(err)
 			delay = mqttJitter(backoff)
 			backoff = min(2*backoff, bmax)
-			log.Warn(fmt.Sprintf("mqtt source %q: connection to %s lost: %v; reconnecting in %s", s.Name, redactURL(s.Broker), err, delay.Round(100*time.Millisecond)),
-				"source", s.Name, "retry_in", delay)
+			log.Warn(fmt.Sprintf("mqtt source %q: %s; retrying in %s", s.Name, s.describe(err), delay.Round(100*time.Millisecond)),
+				"source", s.Name, "broker", redactURL(s.Broker), "retry_in", delay)
+			continue
 		}
-	}
-
-	// Shut down: the handler takes no more messages; the worker appends
-	// what is queued; the acknowledgements of what gets committed go out;
-	// then DISCONNECT (not before, or they would be lost and the broker
-	// would send those messages again).
-	cancel()
-	if !workerStopped {
-		werr = <-workerErr
-	}
-	ack.waitIdle(mqttOr(s.DrainTimeout, 5*time.Second))
-	ack.stop()
-	<-ackDone
-	if client != nil {
-		client.Disconnect(250)
-	}
-	s.stats.connected.Store(false)
-	if werr != nil {
-		return fmt.Errorf("mqtt source %q: %w", s.Name, werr)
-	}
-	return nil
-}
-
-// handler returns the message handler of connection gen. It runs on
-// paho's reader and must not block: it queues the message for the worker.
-func (s *MQTT) handler(ctx context.Context, q chan<- mqttItem, gen uint64, log *slog.Logger) mqtt.MessageHandler {
-	return func(_ mqtt.Client, m mqtt.Message) {
-		s.stats.received.Add(1)
-		if ctx.Err() != nil {
-			// Stopping. Unacknowledged QoS 1/2 messages come again.
-			if m.Qos() == 0 {
-				s.stats.dropped.Add(1)
-			}
-			return
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New("connection closed by the broker")
 		}
-		it := mqttItem{m: m, gen: gen}
-		select {
-		case q <- it:
-			return
-		default:
+		s.setErr(err)
+		if time.Since(up) >= mqttStableAfter {
+			backoff = bmin
 		}
-		if m.Qos() == 0 {
-			n := s.stats.dropped.Add(1)
-			s.stats.mu.Lock()
-			ok, quiet := s.stats.drops.allow(time.Now())
-			s.stats.mu.Unlock()
-			if ok {
-				log.Warn(fmt.Sprintf("mqtt source %q: the log cannot keep up: QoS 0 message dropped", s.Name),
-					"source", s.Name, "topic", m.Topic(), "dropped_total", n, "not_shown_since_last", quiet)
-			}
-			return
-		}
-		// QoS 1/2: the broker's in-flight window should keep the queue from
-		// filling; if it does not, stop reading until there is room.
-		n := s.stats.paused.Add(1)
-		s.stats.mu.Lock()
-		ok, quiet := s.stats.pauses.allow(time.Now())
-		s.stats.mu.Unlock()
-		if ok {
-			log.Info(fmt.Sprintf("mqtt source %q: the log cannot keep up: not reading from the broker until it does (the broker keeps the messages)", s.Name),
-				"source", s.Name, "queue", cap(q), "pauses_total", n, "not_shown_since_last", quiet)
-		}
-		select {
-		case q <- it:
-		case <-ctx.Done():
-		}
+		delay = mqttJitter(backoff)
+		backoff = min(2*backoff, bmax)
+		log.Warn(fmt.Sprintf("mqtt source %q: connection to %s lost: %v; reconnecting in %s", s.Name, redactURL(s.Broker), err, delay.Round(100*time.Millisecond)),
+			"source", s.Name, "retry_in", delay)
 	}
 }
 
-// connect makes one connection and subscribes.
-func (s *MQTT) connect(ctx context.Context, log *slog.Logger, handler mqtt.MessageHandler, lost chan<- error) (mqtt.Client, bool, error) {
-	ct := mqttOr(s.ConnectTimeout, 10*time.Second)
-	o := mqtt.NewClientOptions()
-	o.AddBroker(s.Broker)
-	o.SetClientID(s.EffectiveClientID())
-	o.SetUsername(s.Username)
-	o.SetPassword(s.Password)
-	o.SetCleanSession(s.CleanSession)
-	o.SetProtocolVersion(4) // no silent retry with 3.1 after a refusal
-	o.SetAutoAckDisabled(true)
-	o.SetOrderMatters(true)
-	o.SetStore(mqtt.NewMemoryStore())
-	o.SetAutoReconnect(false)
-	o.SetConnectRetry(false)
-	o.SetResumeSubs(false)
-	o.SetKeepAlive(mqttOr(s.Keepalive, 30*time.Second))
-	o.SetConnectTimeout(ct)
-	o.SetDefaultPublishHandler(handler)
-	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		select {
-		case lost <- err:
-		default:
-		}
-	})
+// connect makes one connection (the SUBSCRIBE follows in serve).
+func (s *MQTT) connect(ctx context.Context) (*mqttconn.Conn, error) {
 	tlsCfg, err := mqttconn.TLSConfig(s.Broker, s.TLSCA, s.TLSCert, s.TLSKey, s.TLSInsecure)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if tlsCfg != nil {
-		o.SetTLSConfig(tlsCfg)
-	}
-	dialer := &net.Dialer{Timeout: ct}
-	dialCtx, stopDial := context.WithCancel(ctx)
-	defer stopDial()
-	//lint:ignore SA1019 the dial must end when edged stops, and paho's custom dial function takes no context
-	dialer.Cancel = dialCtx.Done()
-	o.SetCustomOpenConnectionFn(mqttconn.Dial(dialer, tlsCfg, ct))
-	c := mqtt.NewClient(o)
-	tok := c.Connect()
-	if !tok.WaitTimeout(ct + 5*time.Second) {
-		go func() { // paho did not answer in time: disconnect if it ever does
-			if tok.WaitTimeout(time.Minute) && tok.Error() == nil {
-				c.Disconnect(0)
-			}
-		}()
-		return nil, false, fmt.Errorf("no CONNACK within %s", ct)
-	}
-	if err := tok.Error(); err != nil {
-		return nil, false, err
-	}
-	present := tok.(*mqtt.ConnectToken).SessionPresent()
-	if ctx.Err() != nil {
-		c.Disconnect(0)
-		return nil, false, ctx.Err()
-	}
-	filters := make(map[string]byte, len(s.Topics))
-	for _, t := range s.Topics {
-		filters[t] = byte(s.QoS)
-	}
-	st := c.SubscribeMultiple(filters, nil) // nil: the default handler gets every message
-	if !st.WaitTimeout(ct) {
-		c.Disconnect(0)
-		return nil, false, fmt.Errorf("subscribe: no SUBACK within %s", ct)
-	}
-	if err := st.Error(); err != nil {
-		c.Disconnect(0)
-		return nil, false, fmt.Errorf("subscribe: %w", err)
-	}
-	granted := st.(*mqtt.SubscribeToken).Result()
-	var refused []string
-	for _, t := range s.Topics {
-		switch code, ok := granted[t]; {
-		case !ok || code == 0x80:
-			refused = append(refused, t)
-		case int(code) < s.QoS:
-			log.Warn(fmt.Sprintf("mqtt source %q: the broker granted QoS %d instead of %d for %q", s.Name, code, s.QoS, t), "source", s.Name)
-		}
-	}
-	if len(refused) == len(s.Topics) {
-		c.Disconnect(0)
-		return nil, false, fmt.Errorf("broker refused the subscription to %q (not authorised by its ACL?)", refused)
-	}
-	if len(refused) > 0 {
-		log.Error(fmt.Sprintf("mqtt source %q: broker refused the subscription to %q (not authorised by its ACL?); the other topics are read", s.Name, refused), "source", s.Name)
-	}
-	return c, present, nil
+	return mqttconn.Dial(ctx, s.Broker, mqttconn.Options{ClientID: s.EffectiveClientID(), Username: s.Username, Password: s.Password,
+		CleanSession: s.CleanSession, Keepalive: mqttOr(s.Keepalive, 30*time.Second), TLS: tlsCfg,
+		Timeout: mqttOr(s.ConnectTimeout, 10*time.Second), MaxPayload: mqttOr(s.MaxPayload, mqttDefaultMaxPayload)})
 }
 
 // describe turns a connection error into the words for the log.
 func (s *MQTT) describe(err error) string {
-	refused := "broker refused the connection: "
-	switch {
-	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword):
-		return refused + "bad user name or password"
-	case errors.Is(err, packets.ErrorRefusedNotAuthorised):
-		return refused + "not authorised (wrong user name or password, or this client may not connect)"
-	case errors.Is(err, packets.ErrorRefusedIDRejected):
-		return refused + fmt.Sprintf("client id %q rejected", s.EffectiveClientID())
-	case errors.Is(err, packets.ErrorRefusedServerUnavailable):
-		return refused + "server unavailable"
-	case errors.Is(err, packets.ErrorRefusedBadProtocolVersion):
-		return refused + "it does not accept MQTT 3.1.1"
-	case errors.Is(err, packets.ErrorNetworkError):
-		// paho wraps the cause: "network Error : <cause>".
-		if m, ok := err.(interface{ Unwrap() []error }); ok {
-			if es := m.Unwrap(); len(es) == 2 && es[1] != nil {
-				err = es[1]
-			}
+	var ce *mqttconn.ConnectError
+	if errors.As(err, &ce) {
+		if ce.Code == mqttconn.RefusedClientID {
+			return fmt.Sprintf("broker refused the connection: client id %q rejected", s.EffectiveClientID())
 		}
+		return err.Error()
+	}
+	if strings.HasPrefix(err.Error(), "broker refused the subscription") || strings.HasPrefix(err.Error(), "subscribe:") {
+		return err.Error()
 	}
 	hint := ""
 	if u, _ := url.Parse(s.Broker); u != nil && mqttconn.TLSScheme(u.Scheme) && s.TLSCert == "" &&
@@ -550,187 +408,516 @@ func (r *mqttRateLog) allow(now time.Time) (bool, int64) {
 	return true, q
 }
 
-// mqttWorker decodes queued messages and appends them to the log.
-type mqttWorker struct {
+// mqttReader reads the connections of one source, one after the other,
+// on Run's goroutine, and owns what it decodes with.
+type mqttReader struct {
 	s    *MQTT
 	log  *slog.Logger
+	app  Appender
 	tmpl *mqttTemplate
 	base *decoder
 	decs map[string]*decoder // by topic-derived sensor
-	bad  mqttRateLog
+	// topics caches what each topic gives its messages (a decoder, a
+	// metric), so that a message's topic is looked up without allocating.
+	topics   map[string]*mqttTopic
+	bad      mqttRateLog
+	drop     bool
+	connects int
+
+	// Batches waiting for their commit, and batches to reuse. The commit
+	// callbacks run on the committer's goroutine.
+	mu      sync.Mutex
+	free    []*mqttBatch
+	pending int
+	idle    chan struct{} // 1-buffered: pending went down
 }
 
-func (w *mqttWorker) run(ctx context.Context, app Appender, q <-chan mqttItem, ack *mqttAcker) error {
-	batch := make([]mqttItem, 0, mqttMaxBatch)
+// mqttTopic is what a topic gives the messages on it.
+type mqttTopic struct {
+	name   string
+	dec    *decoder
+	metric string
+}
+
+// mqttBatch is the messages read since the last append: their entries,
+// quarantine records and acknowledgements. Once appended with a commit
+// callback it belongs to the committer until the callback returns it.
+type mqttBatch struct {
+	r      *mqttReader
+	conn   *mqttconn.Conn
+	es     []store.Entry
+	qs     []store.QEntry
+	acks   []mqttconn.Ack
+	relays []store.Record
+	marks  []mqttMark // where each message's entries and quarantine end
+	bytes  int        // payload bytes
+	done   func(uint64, error)
+}
+
+type mqttMark struct{ es, qs int32 }
+
+func (b *mqttBatch) msgs() int { return len(b.marks) }
+
+func (b *mqttBatch) reset() {
+	b.es, b.qs, b.acks, b.relays, b.marks = b.es[:0], b.qs[:0], b.acks[:0], b.relays[:0], b.marks[:0]
+	b.bytes, b.conn = 0, nil
+}
+
+// committed is the commit callback of a batch appended with
+// acknowledgements: it queues them on the connection they are owed on and
+// recycles the batch.
+func (b *mqttBatch) committed(_ uint64, err error) {
+	r := b.r
+	n := int64(b.msgs())
+	if err == nil && len(b.acks) > 0 && b.conn.Ack(b.acks) {
+		// Not durable (err set at shutdown): no acknowledgement, the
+		// broker sends them again.
+		r.s.stats.acked.Add(int64(len(b.acks)))
+	}
+	r.s.stats.queued.Add(-n)
+	b.reset()
+	r.mu.Lock()
+	r.free = append(r.free, b)
+	r.pending--
+	r.mu.Unlock()
+	select {
+	case r.idle <- struct{}{}:
+	default:
+	}
+}
+
+func (r *mqttReader) newBatch(c *mqttconn.Conn) *mqttBatch {
+	r.mu.Lock()
+	var b *mqttBatch
+	if n := len(r.free); n > 0 {
+		b = r.free[n-1]
+		r.free = r.free[:n-1]
+	}
+	r.mu.Unlock()
+	if b == nil {
+		b = &mqttBatch{r: r}
+		b.done = b.committed
+	}
+	b.conn = c
+	return b
+}
+
+// waitIdle waits until every appended batch's callback ran, or timeout.
+func (r *mqttReader) waitIdle(timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	for {
-		select {
-		case it := <-q:
-			batch = append(batch[:0], it)
-		case <-ctx.Done():
-			return w.drain(app, q, ack)
+		r.mu.Lock()
+		n := r.pending
+		r.mu.Unlock()
+		if n == 0 {
+			return
 		}
-		batch = mqttGather(batch, q)
-		if err := w.commit(ctx, app, batch, ack); err != nil {
-			if ctx.Err() != nil {
-				return w.drain(app, q, ack)
-			}
-			w.s.setErr(err)
-			w.log.Error(fmt.Sprintf("mqtt source %q: cannot append to the log: %v", w.s.Name, err), "source", w.s.Name)
-			return err
+		select {
+		case <-r.idle:
+		case <-t.C:
+			return
 		}
 	}
 }
 
-// mqttGather adds what is queued, without waiting, up to mqttMaxBatch.
-func mqttGather(batch []mqttItem, q <-chan mqttItem) []mqttItem {
-	for len(batch) < mqttMaxBatch {
-		select {
-		case it := <-q:
-			batch = append(batch, it)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
+var mqttEnded = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
-// drain appends what is still queued when the source stops.
-func (w *mqttWorker) drain(app Appender, q <-chan mqttItem, ack *mqttAcker) error {
-	ctx, cancel := context.WithTimeout(context.Background(), mqttOr(w.s.DrainTimeout, 5*time.Second))
-	defer cancel()
-	batch := make([]mqttItem, 0, mqttMaxBatch)
+// serve subscribes and reads c until it fails or ctx ends, then hands
+// what it read to the log, waits (at shutdown) for the acknowledgements
+// to be queued, and closes c. subscribed reports whether the broker
+// acknowledged the subscription.
+func (r *mqttReader) serve(ctx context.Context, c *mqttconn.Conn) (subscribed bool, err error) {
+	s := r.s
+	ct := mqttOr(s.ConnectTimeout, 10*time.Second)
+	subID, err := c.Subscribe(s.Topics, byte(s.QoS))
+	if err != nil {
+		c.Close()
+		return false, fmt.Errorf("subscribe: %w", err)
+	}
+	var subacked atomic.Bool
+	subTimer := time.AfterFunc(ct, func() {
+		if !subacked.Load() {
+			c.Abort(fmt.Errorf("subscribe: no SUBACK within %s", ct))
+		}
+	})
+	defer subTimer.Stop()
+	stop := context.AfterFunc(ctx, c.Interrupt)
+	defer stop()
+
+	b := r.newBatch(c)
+	held := false // overflow drop: the log refused b, which is kept
+	var p mqttconn.Packet
+read:
 	for {
-		batch = mqttGather(batch[:0], q)
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := w.commit(ctx, app, batch, ack); err != nil {
-			// Stopping anyway: QoS 1/2 messages come again.
-			w.log.Warn(fmt.Sprintf("mqtt source %q: queued messages not appended at shutdown: %v", w.s.Name, err), "source", w.s.Name)
-			return nil
-		}
-	}
-}
-
-// commit decodes batch and appends its entries, with the acknowledgement
-// of its QoS 1/2 messages as the commit's callback.
-func (w *mqttWorker) commit(ctx context.Context, app Appender, batch []mqttItem, ack *mqttAcker) error {
-	es := make([]store.Entry, 0, len(batch))
-	var qs []store.QEntry
-	var acks []mqttItem
-	var relays []store.Record
-	for i := range batch {
-		if rec, ok := record.Parse(batch[i].m.Payload()); ok {
-			switch {
-			case rec.Device == w.s.Device:
-				if n := w.s.stats.own.Add(1); n == 1 {
-					w.log.Warn(fmt.Sprintf("mqtt source %q: this gateway's own records arrive on a subscribed topic; they are skipped (loop safety)", w.s.Name), "topic", batch[i].m.Topic())
+		if err = c.Next(&p); err != nil {
+			if held && ctx.Err() == nil && mqttconn.IsTimeout(err) {
+				err = nil
+				if held = !r.offer(b); !held {
+					b = r.newBatch(c)
+					c.SetReadTimeout(0)
 				}
-			case w.s.Relay != nil:
-				relays = append(relays, relayRecord(rec, batch[i].m.Payload()))
-			default:
-				w.s.stats.own.Add(1)
+				continue
 			}
-		} else if m := batch[i].m; m.Retained() {
-			// Sent because we subscribed, not because it was just
-			// published: the topic's last value, maybe long ago, and sent
-			// again on every subscribe. Acknowledged, not logged.
-			if n := w.s.stats.retained.Add(1); n == 1 {
-				w.log.Info(fmt.Sprintf("mqtt source %q: retained messages (sent on subscribe, maybe long ago) are skipped", w.s.Name), "source", w.s.Name, "topic", m.Topic())
+			break
+		}
+		switch p.Type {
+		case mqttconn.SUBACK:
+			if p.ID == subID && !subacked.Load() {
+				if err = r.subacked(c, p.Body[2:]); err != nil {
+					c.Abort(err)
+					break read
+				}
+				subacked.Store(true)
+				subscribed = true
 			}
-		} else {
-			es, qs = w.decode(m, es, qs)
+		case mqttconn.PUBLISH:
+			r.add(b, &p)
 		}
-		if batch[i].m.Qos() > 0 {
-			acks = append(acks, batch[i])
+		// The batch goes to the log when full, or when the next read may
+		// block (whatever packet came last).
+		if b.msgs() == 0 || b.msgs() < mqttMaxBatch && b.bytes < mqttMaxBatchBytes && c.Buffered() {
+			continue
+		}
+		if r.drop && c.RecoverableDeadline() {
+			if held = !r.offer(b); held {
+				r.dropOldest(b)
+				c.SetReadTimeout(mqttDropRetry)
+			} else {
+				b = r.newBatch(c)
+				c.SetReadTimeout(0)
+			}
+			continue
+		}
+		if aerr := r.append(ctx, b); aerr != nil && ctx.Err() == nil {
+			err = errAppend{aerr}
+			break
+		}
+		b = r.newBatch(c)
+	}
+	// What was read goes to the log: at shutdown within DrainTimeout; after
+	// a lost connection (QoS 0 messages would be lost otherwise) as usual.
+	var fatal errAppend
+	if !errors.As(err, &fatal) && b.msgs() > 0 {
+		actx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			actx, cancel = context.WithTimeout(context.Background(), mqttOr(s.DrainTimeout, 5*time.Second))
+			defer cancel()
+		}
+		if aerr := r.append(actx, b); aerr != nil {
+			if ctx.Err() != nil {
+				r.log.Warn(fmt.Sprintf("mqtt source %q: messages not appended at shutdown: %v", s.Name, aerr), "source", s.Name)
+			} else {
+				err = errAppend{aerr}
+			}
 		}
 	}
-	if len(es) == 0 && len(qs) == 0 && len(acks) == 0 && len(relays) == 0 {
-		return nil
+	if ctx.Err() != nil {
+		// The acknowledgements of what gets committed go out before the
+		// DISCONNECT (or the broker would send those messages again).
+		r.waitIdle(mqttOr(s.DrainTimeout, 5*time.Second))
 	}
-	if len(relays) > 0 {
-		// Durable before the batch's acknowledgements, which follow the
-		// log commit below, in arrival order.
-		if err := w.s.Relay(relays); err != nil {
-			return fmt.Errorf("relay: %w", err)
+	c.Close()
+	return subscribed, err
+}
+
+// subacked checks the SUBACK's return codes, one per topic filter.
+func (r *mqttReader) subacked(c *mqttconn.Conn, codes []byte) error {
+	s := r.s
+	var refused []string
+	for i, t := range s.Topics {
+		switch {
+		case i >= len(codes) || codes[i] == 0x80:
+			refused = append(refused, t)
+		case int(codes[i]) < s.QoS:
+			r.log.Warn(fmt.Sprintf("mqtt source %q: the broker granted QoS %d instead of %d for %q", s.Name, codes[i], s.QoS, t), "source", s.Name)
 		}
-		w.s.stats.relayed.Add(int64(len(relays)))
 	}
-	req := store.AppendRequest{Entries: es, Quarantine: qs}
-	if len(acks) > 0 {
-		req.Done = ack.done(acks)
+	if len(refused) == len(s.Topics) {
+		return fmt.Errorf("broker refused the subscription to %q (not authorised by its ACL?)", refused)
 	}
-	if err := app.Append(ctx, req); err != nil {
-		if req.Done != nil {
-			ack.forget()
-		}
-		w.s.stats.dropped.Add(int64(len(batch) - len(acks)))
-		return err
+	if len(refused) > 0 {
+		r.log.Error(fmt.Sprintf("mqtt source %q: broker refused the subscription to %q (not authorised by its ACL?); the other topics are read", s.Name, refused), "source", s.Name)
+	}
+	r.connects++
+	if r.connects > 1 {
+		s.stats.reconnects.Add(1)
+	}
+	s.stats.connected.Store(true)
+	present := c.SessionPresent()
+	r.log.Info("mqtt source connected", "source", s.Name, "broker", redactURL(s.Broker), "client_id", s.EffectiveClientID(),
+		"topics", s.Topics, "qos", s.QoS, "clean_session", s.CleanSession, "session_present", present)
+	if !s.CleanSession && !present && r.connects > 1 {
+		r.log.Warn(fmt.Sprintf("mqtt source %q: the broker kept no session for client id %q: messages published while edged was disconnected are lost", s.Name, s.EffectiveClientID()), "source", s.Name)
+	}
+	if r.drop && !c.RecoverableDeadline() && r.connects == 1 {
+		r.log.Warn(fmt.Sprintf("mqtt source %q: overflow = \"drop\" is not available over a websocket: the source waits for the log instead", s.Name), "source", s.Name)
 	}
 	return nil
 }
 
-// decode appends the entries (or the quarantine record) of message m.
-func (w *mqttWorker) decode(m mqtt.Message, es []store.Entry, qs []store.QEntry) ([]store.Entry, []store.QEntry) {
-	payload, topic := m.Payload(), m.Topic()
-	if len(payload) > mqttMaxPayload {
-		reason := fmt.Sprintf("payload too large: %d bytes (at most %d) (topic %s)", len(payload), mqttMaxPayload, topic)
-		qs = append(qs, store.QEntry{Time: w.base.now().UnixMilli(), Source: w.s.Name, Reason: reason,
-			Payload: append([]byte(nil), payload[:store.MaxQuarantinePayload]...)})
-		w.logBad(topic, reason, payload)
-		return es, qs
+// request is the append request of b. A batch with acknowledgements gets
+// the commit callback (and comes back for reuse); one without gives its
+// slices to the log for good (the committer would otherwise hurry its
+// commit for a callback nobody waits for).
+func (r *mqttReader) request(b *mqttBatch) (store.AppendRequest, bool) {
+	req := store.AppendRequest{Entries: b.es, Quarantine: b.qs}
+	if len(b.acks) > 0 {
+		req.Done = b.done
 	}
-	d, metric := w.base, ""
-	if w.tmpl != nil {
-		if sensor, met, ok := w.tmpl.match(topic); ok {
-			metric = met
+	return req, req.Done != nil
+}
+
+// relay stores b's relayed records, durably before b is appended (and its
+// acknowledgements sent).
+func (r *mqttReader) relay(b *mqttBatch) error {
+	if len(b.relays) == 0 {
+		return nil
+	}
+	if err := r.s.Relay(b.relays); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	r.s.stats.relayed.Add(int64(len(b.relays)))
+	b.relays = nil // Relay may keep them
+	return nil
+}
+
+// append hands b to the log, waiting while the log is full (backpressure:
+// nothing is read from the socket meanwhile).
+func (r *mqttReader) append(ctx context.Context, b *mqttBatch) error {
+	if b.msgs() == 0 {
+		r.recycle(b)
+		return nil
+	}
+	if err := r.relay(b); err != nil {
+		return err
+	}
+	req, cb := r.request(b)
+	if cb {
+		r.mu.Lock()
+		r.pending++
+		r.mu.Unlock()
+	}
+	// First without waiting (Append with an ended context queues only
+	// when there is room), to see whether the log is keeping up.
+	err := r.app.Append(mqttEnded, req)
+	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		s := r.s
+		n := s.stats.paused.Add(1)
+		s.stats.mu.Lock()
+		ok, quiet := s.stats.pauses.allow(time.Now())
+		s.stats.mu.Unlock()
+		if ok {
+			r.log.Info(fmt.Sprintf("mqtt source %q: the log cannot keep up: not reading from the broker until it does (the broker keeps the messages)", s.Name),
+				"source", s.Name, "pauses_total", n, "not_shown_since_last", quiet)
+		}
+		err = r.app.Append(ctx, req)
+	}
+	if err != nil {
+		if cb {
+			r.mu.Lock()
+			r.pending--
+			r.mu.Unlock()
+		}
+		r.s.stats.dropped.Add(int64(b.msgs() - len(b.acks)))
+		r.s.stats.queued.Add(-int64(b.msgs()))
+		b.reset()
+		return err
+	}
+	if !cb {
+		r.giveAway(b)
+	}
+	return nil
+}
+
+// giveAway recycles b once its entries and quarantine records were
+// appended without a callback: those slices belong to the log now.
+func (r *mqttReader) giveAway(b *mqttBatch) {
+	r.s.stats.queued.Add(-int64(b.msgs()))
+	b.es = make([]store.Entry, 0, cap(b.es))
+	b.qs = nil
+	r.recycle(b)
+}
+
+// offer hands b to the log if it has room, without waiting (overflow
+// "drop"); false leaves b with the caller.
+func (r *mqttReader) offer(b *mqttBatch) bool {
+	if b.msgs() == 0 {
+		r.recycle(b)
+		return true
+	}
+	if err := r.relay(b); err != nil {
+		return false
+	}
+	req, cb := r.request(b)
+	if cb {
+		r.mu.Lock()
+		r.pending++
+		r.mu.Unlock()
+	}
+	if err := r.app.Append(mqttEnded, req); err != nil {
+		if cb {
+			r.mu.Lock()
+			r.pending--
+			r.mu.Unlock()
+		}
+		return false
+	}
+	if !cb {
+		r.giveAway(b)
+	}
+	return true
+}
+
+func (r *mqttReader) recycle(b *mqttBatch) {
+	b.reset()
+	r.mu.Lock()
+	r.free = append(r.free, b)
+	r.mu.Unlock()
+}
+
+// dropOldest drops the oldest messages of a held batch beyond QueueSize
+// (overflow "drop"). Their acknowledgements stay: they go out, in order,
+// after the commit of the batch.
+func (r *mqttReader) dropOldest(b *mqttBatch) {
+	s := r.s
+	k := b.msgs() - mqttOr(s.QueueSize, 1024)
+	if k <= 0 {
+		return
+	}
+	m := b.marks[k-1]
+	b.es = b.es[:copy(b.es, b.es[m.es:])]
+	b.qs = b.qs[:copy(b.qs, b.qs[m.qs:])]
+	b.marks = b.marks[:copy(b.marks, b.marks[k:])]
+	for i := range b.marks {
+		b.marks[i].es -= m.es
+		b.marks[i].qs -= m.qs
+	}
+	s.stats.queued.Add(-int64(k))
+	n := s.stats.dropped.Add(int64(k))
+	s.stats.mu.Lock()
+	ok, quiet := s.stats.drops.allow(time.Now())
+	s.stats.mu.Unlock()
+	if ok {
+		r.log.Warn(fmt.Sprintf("mqtt source %q: the log cannot keep up: oldest messages dropped (overflow = \"drop\")", s.Name),
+			"source", s.Name, "dropped", k, "dropped_total", n, "not_shown_since_last", quiet)
+	}
+}
+
+// add decodes one PUBLISH into b.
+func (r *mqttReader) add(b *mqttBatch, p *mqttconn.Packet) {
+	s := r.s
+	s.stats.received.Add(1)
+	s.stats.queued.Add(1)
+	payload := p.Payload
+	t := r.topic(p.Topic)
+	switch {
+	case p.Retain:
+		// Sent because we subscribed, not because it was just
+		// published: the topic's last value, maybe long ago, and sent
+		// again on every subscribe. Acknowledged, not logged.
+		if n := s.stats.retained.Add(1); n == 1 {
+			r.log.Info(fmt.Sprintf("mqtt source %q: retained messages (sent on subscribe, maybe long ago) are skipped", s.Name), "source", s.Name, "topic", t.name)
+		}
+	case p.Truncated:
+		s.stats.oversize.Add(1)
+		max := mqttOr(s.MaxPayload, mqttDefaultMaxPayload)
+		reason := fmt.Sprintf("payload too large: %d bytes (at most %d) (topic %s)", p.Size, max, t.name)
+		b.qs = append(b.qs, store.QEntry{Time: r.base.now().UnixMilli(), Source: s.Name, Reason: reason,
+			Payload: append([]byte(nil), payload[:min(len(payload), store.MaxQuarantinePayload)]...)})
+		r.logBad(t.name, reason, payload)
+	default:
+		if rec, ok := record.Parse(payload); ok {
+			switch {
+			case rec.Device == s.Device:
+				if n := s.stats.own.Add(1); n == 1 {
+					r.log.Warn(fmt.Sprintf("mqtt source %q: this gateway's own records arrive on a subscribed topic; they are skipped (loop safety)", s.Name), "topic", t.name)
+				}
+			case s.Relay != nil:
+				b.relays = append(b.relays, relayRecord(rec, payload))
+			default:
+				s.stats.own.Add(1)
+			}
+			break
+		}
+		r.decode(b, t, payload)
+	}
+	if p.QoS > 0 {
+		b.acks = append(b.acks, mqttconn.Ack{ID: p.ID, QoS: p.QoS})
+	}
+	b.bytes += len(payload)
+	b.marks = append(b.marks, mqttMark{es: int32(len(b.es)), qs: int32(len(b.qs))})
+}
+
+// topic returns what topic gives its messages, from the cache.
+func (r *mqttReader) topic(topic []byte) *mqttTopic {
+	if t, ok := r.topics[string(topic)]; ok {
+		return t
+	}
+	if len(r.topics) >= mqttMaxTopics {
+		clear(r.topics)
+	}
+	t := &mqttTopic{name: string(topic), dec: r.base}
+	if r.tmpl != nil {
+		if sensor, met, ok := r.tmpl.match(t.name); ok {
+			t.metric = met
 			if sensor != "" {
-				d = w.decoderFor(sensor)
+				t.dec = r.decoderFor(sensor)
 			}
 		}
 	}
-	n0, q0 := len(es), len(qs)
-	es, qs = d.decode(payload, es, qs)
-	if metric != "" {
-		for i := n0; i < len(es); i++ {
-			if es[i].Metric == "" {
-				es[i].Metric = metric
+	r.topics[t.name] = t
+	return t
+}
+
+// decode appends the entries (or the quarantine record) of a payload.
+func (r *mqttReader) decode(b *mqttBatch, t *mqttTopic, payload []byte) {
+	n0, q0 := len(b.es), len(b.qs)
+	b.es, b.qs = t.dec.decode(payload, b.es, b.qs)
+	if t.metric != "" {
+		for i := n0; i < len(b.es); i++ {
+			if b.es[i].Metric == "" {
+				b.es[i].Metric = t.metric
 			}
 		}
 	}
-	for i := q0; i < len(qs); i++ {
-		qs[i].Reason += " (topic " + topic + ")"
-		w.logBad(topic, qs[i].Reason, payload)
+	for i := q0; i < len(b.qs); i++ {
+		b.qs[i].Reason += " (topic " + t.name + ")"
+		r.logBad(t.name, b.qs[i].Reason, payload)
 	}
-	return es, qs
 }
 
 // decoderFor returns the decoder of payloads whose topic names sensor: the
 // source's options with that sensor as the default. Decoders are cheap; a
 // bounded number is kept (CSV decoders keep their header per sensor).
-func (w *mqttWorker) decoderFor(sensor string) *decoder {
-	if d, ok := w.decs[sensor]; ok {
+func (r *mqttReader) decoderFor(sensor string) *decoder {
+	if d, ok := r.decs[sensor]; ok {
 		return d
 	}
-	if len(w.decs) >= mqttMaxDecoders {
-		for k := range w.decs {
-			delete(w.decs, k)
+	if len(r.decs) >= mqttMaxDecoders {
+		for k := range r.decs {
+			delete(r.decs, k)
 			break
 		}
 	}
-	opts := w.s.Opts
+	opts := r.s.Opts
 	opts.Sensor = sensor
-	d, err := newDecoder(w.s.Name, w.s.Format, opts, w.s.Now, slog.New(slog.DiscardHandler))
+	d, err := newDecoder(r.s.Name, r.s.Format, opts, r.s.Now, slog.New(slog.DiscardHandler))
 	if err != nil { // the base decoder was made with the same format
-		return w.base
+		return r.base
 	}
-	d.clock = w.s.Clock
-	w.decs[sensor] = d
+	d.clock = r.s.Clock
+	r.decs[sensor] = d
 	return d
 }
 
-func (w *mqttWorker) logBad(topic, reason string, payload []byte) {
-	ok, quiet := w.bad.allow(w.base.now())
+func (r *mqttReader) logBad(topic, reason string, payload []byte) {
+	ok, quiet := r.bad.allow(r.base.now())
 	if !ok {
 		return
 	}
@@ -738,94 +925,7 @@ func (w *mqttWorker) logBad(topic, reason string, payload []byte) {
 	if len(ex) > 80 {
 		ex = ex[:80]
 	}
-	w.log.Warn("payload quarantined", "source", w.s.Name, "topic", topic, "reason", reason, "payload", string(ex), "not_shown_since_last", quiet)
-}
-
-// mqttAcker sends the acknowledgements of committed messages, in commit
-// order, on its own goroutine: the commit callback only queues them (it
-// runs on the log's committer and must not block; paho's Ack may wait for
-// the connection's writer).
-type mqttAcker struct {
-	mu     sync.Mutex
-	list   []mqttItem
-	closed bool
-	wake   chan struct{} // 1-buffered
-	idle   chan struct{} // 1-buffered: pending went down
-
-	pending atomic.Int64 // appended requests whose Done has not run
-	gen     *atomic.Uint64
-	acked   *atomic.Int64
-}
-
-func mqttSignal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// done returns the commit callback that acknowledges items.
-func (a *mqttAcker) done(items []mqttItem) func(uint64, error) {
-	a.pending.Add(1)
-	return func(_ uint64, err error) {
-		if err == nil { // not durable (shutdown): no ack, the broker sends them again
-			a.mu.Lock()
-			a.list = append(a.list, items...)
-			a.mu.Unlock()
-			mqttSignal(a.wake)
-		}
-		a.pending.Add(-1)
-		mqttSignal(a.idle)
-	}
-}
-
-// forget undoes done for a request that was not appended.
-func (a *mqttAcker) forget() {
-	a.pending.Add(-1)
-	mqttSignal(a.idle)
-}
-
-// waitIdle waits until every appended request's callback ran, or timeout.
-func (a *mqttAcker) waitIdle(timeout time.Duration) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for a.pending.Load() > 0 {
-		select {
-		case <-a.idle:
-		case <-t.C:
-			return
-		}
-	}
-}
-
-func (a *mqttAcker) stop() {
-	a.mu.Lock()
-	a.closed = true
-	a.mu.Unlock()
-	mqttSignal(a.wake)
-}
-
-func (a *mqttAcker) run() {
-	for {
-		<-a.wake
-		a.mu.Lock()
-		items, closed := a.list, a.closed
-		a.list = nil
-		a.mu.Unlock()
-		cur := a.gen.Load()
-		for _, it := range items {
-			// A message of an earlier connection cannot be acknowledged on
-			// this one (paho would drop it anyway): the broker sends it
-			// again, and it is logged twice.
-			if it.gen == cur {
-				it.m.Ack()
-				a.acked.Add(1)
-			}
-		}
-		if closed {
-			return
-		}
-	}
+	r.log.Warn("payload quarantined", "source", r.s.Name, "topic", topic, "reason", reason, "payload", string(ex), "not_shown_since_last", quiet)
 }
 
 // relayRecord makes the outbox record of a relayed payload, kept byte for

@@ -428,45 +428,98 @@ func TestMQTTBrokerRestart(t *testing.T) {
 	}
 }
 
-// TestMQTTBackpressure: while the log does not take appends, QoS 0
-// messages beyond the queue are dropped and counted, QoS 1 messages are
-// not: the source stops reading and gets them all once the log moves.
+// TestMQTTBackpressure: while the log does not take appends, the source
+// stops reading (the broker keeps the messages) at every QoS, for longer
+// than twice the keepalive, without losing its connection: the pings go
+// out meanwhile. Once the log moves, every message arrives; none dropped.
 func TestMQTTBackpressure(t *testing.T) {
-	b := mqtttest.StartMosquitto(t, mqtttest.Options{})
-	for _, qos := range []int{0, 1} {
+	b := mqtttest.StartMosquitto(t, mqtttest.Options{MaxQueued: -1, MaxInflight: 1000})
+	for _, qos := range []int{0, 1, 2} {
 		t.Run(fmt.Sprint("qos", qos), func(t *testing.T) {
 			app := &mqttFakeApp{block: make(chan struct{})}
 			rec := &mqttRecLog{}
 			s := &MQTT{Name: "bp", Broker: b.URL(), Topics: []string{"bp/#"}, QoS: qos, Format: "json", CleanSession: true,
-				ClientID: fmt.Sprint("bp", qos), QueueSize: 8, Logger: slog.New(rec)}
+				ClientID: fmt.Sprint("bp", qos), Keepalive: time.Second, Logger: slog.New(rec)}
 			mqttStart(t, s, app)
 			mqttWaitConnected(t, s)
+			// Enough to fill the socket buffers on both sides: the broker
+			// must hold some.
+			const n = 20000
+			pad := strings.Repeat("x", 200)
+			p, err := mqtttest.Dial(b.Addr, fmt.Sprint("bp-pub", qos), byte(qos), 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			for i := 0; i < n; i++ {
+				if err := p.Publish("bp/x", fmt.Appendf(nil, `{"sensor":"s%d","value":1,"ts":1700000000000,"pad":"%s"}`, i, pad)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			mqttWaitUntil(t, "the pause", 10*time.Second, func() bool { return s.Stats().Paused > 0 })
+			time.Sleep(2500 * time.Millisecond) // > 2 x keepalive, and > the broker's 1.5 x
+			if st := s.Stats(); st.Received >= n || !st.Connected || st.Reconnects != 0 {
+				t.Fatalf("after the pause: %+v (the socket should hold messages back)\n%s", st, rec)
+			}
+			close(app.block)
+			mqttWaitUntil(t, "every message", 30*time.Second, func() bool { return app.count() == n })
+			if qos > 0 {
+				mqttWaitUntil(t, "every ack", 10*time.Second, func() bool { return s.Stats().Acked == n })
+			}
+			st := s.Stats()
+			if st.Dropped != 0 || st.Reconnects != 0 || len(rec.matching("lost")) > 0 || len(rec.matching("the log cannot keep up")) == 0 {
+				t.Fatalf("stats %+v\n%s", st, rec)
+			}
+			if strings.Contains(b.Log(), "exceeded timeout") {
+				t.Fatalf("the broker timed the connection out:\n%s", b.Log())
+			}
+		})
+	}
+}
+
+// TestMQTTOverflowDrop: with overflow "drop", the source keeps reading
+// while the log is full and drops the oldest messages beyond QueueSize,
+// counted and logged; the newest are kept, and every QoS 1 message is
+// acknowledged once the batch that follows is committed.
+func TestMQTTOverflowDrop(t *testing.T) {
+	b := mqtttest.StartMosquitto(t, mqtttest.Options{MaxQueued: -1, MaxInflight: 1000})
+	for _, qos := range []int{0, 1} {
+		t.Run(fmt.Sprint("qos", qos), func(t *testing.T) {
+			app := &mqttFakeApp{block: make(chan struct{})}
+			rec := &mqttRecLog{}
+			s := &MQTT{Name: "bp", Broker: b.URL(), Topics: []string{"drop/#"}, QoS: qos, Format: "json", CleanSession: true,
+				ClientID: fmt.Sprint("drop", qos), QueueSize: 8, Overflow: OverflowDrop, Logger: slog.New(rec)}
+			mqttStart(t, s, app)
+			mqttWaitConnected(t, s)
+			// The first batch is taken and blocks the log; the rest queue.
+			mqttPublish(t, b.Addr, byte(qos), [][2]string{{"drop/x", `{"sensor":"first","value":1,"ts":1700000000000}`}})
+			mqttWaitUntil(t, "the first message", 10*time.Second, func() bool { return s.Stats().Received == 1 })
 			const n = 200
 			var msgs [][2]string
 			for i := 0; i < n; i++ {
-				msgs = append(msgs, [2]string{"bp/x", fmt.Sprintf(`{"sensor":"s%d","value":1,"ts":1700000000000}`, i)})
+				msgs = append(msgs, [2]string{"drop/x", fmt.Sprintf(`{"sensor":"s%d","value":1,"ts":1700000000000}`, i)})
 			}
+			// At QoS 1 the broker acknowledges the publisher at once; edged's
+			// acknowledgements wait for the log.
 			mqttPublish(t, b.Addr, byte(qos), msgs)
-			if qos == 0 {
-				mqttWaitUntil(t, "all received", 10*time.Second, func() bool { return s.Stats().Received == n })
-			} else {
-				time.Sleep(300 * time.Millisecond)
-			}
+			mqttWaitUntil(t, "all received", 10*time.Second, func() bool { return s.Stats().Received == n+1 })
 			close(app.block)
-			if qos == 0 {
-				mqttWaitUntil(t, "the queue to drain", 10*time.Second, func() bool { return app.count()+int(s.Stats().Dropped) == n })
-				st := s.Stats()
-				if st.Dropped == 0 || len(rec.matching("QoS 0 message dropped")) == 0 {
-					t.Fatalf("nothing dropped or not logged: %+v\n%s", st, rec)
-				}
-				t.Logf("qos 0: %d appended, %d dropped", app.count(), st.Dropped)
-				return
+			mqttWaitUntil(t, "the log to take what is left", 10*time.Second, func() bool { return int64(app.count())+s.Stats().Dropped == n+1 })
+			st := s.Stats()
+			if st.Dropped < n-8-mqttMaxBatch || len(rec.matching("oldest messages dropped")) == 0 {
+				t.Fatalf("dropped %d, logged %d\n%s", st.Dropped, len(rec.matching("oldest messages dropped")), rec)
 			}
-			mqttWaitUntil(t, "every message", 10*time.Second, func() bool { return app.count() == n })
-			mqttWaitUntil(t, "every ack", 10*time.Second, func() bool { return s.Stats().Acked == n })
-			if st := s.Stats(); st.Dropped != 0 || st.Paused == 0 {
-				t.Fatalf("stats %+v", st)
+			es, _ := app.snapshot()
+			if last := es[len(es)-1].Sensor; last != fmt.Sprint("s", n-1) {
+				t.Fatalf("the newest message was not kept: last %q", last)
 			}
+			if qos == 1 {
+				mqttWaitUntil(t, "every ack", 10*time.Second, func() bool { return s.Stats().Acked == n+1 })
+			}
+			t.Logf("qos %d: %d kept, %d dropped", qos, app.count(), st.Dropped)
 		})
 	}
 }

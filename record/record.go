@@ -169,6 +169,13 @@ func Parse(p []byte) (Envelope, bool) {
 	if !bytes.HasPrefix(p, []byte(`{"type":"`)) || !bytes.Contains(p, []byte(`"device":`)) || !bytes.Contains(p, []byte(`"id":"`)) {
 		return Envelope{}, false
 	}
+	return parse(p)
+}
+
+// parse is Parse's slow path, apart so that its variable, which escapes
+// into json.Unmarshal, is not allocated for every sensor payload (an MQTT
+// source calls Parse on each message: issue 13's zero allocations).
+func parse(p []byte) (Envelope, bool) {
 	var r parsed
 	if json.Unmarshal(p, &r) != nil || r.Device == "" || r.ID == "" || r.Seq == 0 {
 		return Envelope{}, false

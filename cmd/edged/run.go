@@ -360,7 +360,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, specs []pipeline.WindowS
 				ClientID: s.ClientID, Device: cfg.Device.ID, Username: s.Username, Password: s.Password,
 				TLSCA: s.TLSCA, TLSCert: s.TLSCert, TLSKey: s.TLSKey, TLSInsecure: s.TLSInsecure,
 				CleanSession: s.CleanSession != nil && *s.CleanSession, Keepalive: s.Keepalive.D(),
-				TopicTemplate: s.TopicTemplate, Format: s.Format, Opts: decoderOptions(s), Logger: log, Clock: clk,
+				TopicTemplate: s.TopicTemplate, Overflow: s.Overflow, Format: s.Format, Opts: decoderOptions(s), Logger: log, Clock: clk,
 				Relay: func(rs []store.Record) error { _, err := st.AppendOutbox(rs); return err }}
 		case "modbus":
 			src = modbusSource(s, log, clk)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"container/heap"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,10 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/edged/edged/ingest"
 	"github.com/edged/edged/internal/config"
+	"github.com/edged/edged/internal/mqttconn"
 	"github.com/edged/edged/internal/simulate"
 	"github.com/edged/edged/pipeline"
 	"github.com/edged/edged/record"
@@ -508,7 +506,7 @@ func (lw *labelWriter) close() error {
 type simDest struct {
 	kind     string // stdout | mqtt | pty | path
 	path     string
-	broker   string // scheme://host:port for paho
+	broker   string // scheme://host:port
 	user     string
 	pass     string
 	template string
@@ -595,25 +593,19 @@ func (d simDest) open(ctx context.Context, stdout, stderr io.Writer, qos int, cl
 	if clientID == "" {
 		clientID = "edged-simulate-" + strconv.Itoa(os.Getpid())
 	}
-	opts := paho.NewClientOptions().AddBroker(d.broker).SetClientID(clientID).SetCleanSession(true).
-		SetAutoReconnect(true).SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second)
-	if d.user != "" {
-		opts.SetUsername(d.user).SetPassword(d.pass)
+	o := mqttconn.PublisherOptions{ClientID: clientID, Username: d.user, Password: d.pass, Keepalive: 30 * time.Second,
+		Timeout: 10 * time.Second, AckBuffer: 1 << 16}
+	dial := func(ctx context.Context) (*mqttconn.Publisher, error) {
+		return mqttconn.DialPublisher(ctx, d.broker, o)
 	}
-	if strings.HasPrefix(d.broker, "ssl://") || strings.HasPrefix(d.broker, "wss://") {
-		opts.SetTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12})
-	}
-	cl := paho.NewClient(opts)
-	tok := cl.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if err := tok.Error(); err != nil {
+	p, err := dial(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("cannot connect to the MQTT broker %s: %v (is one running there? edged run with [broker] enabled = true is one)", d.broker, err)
 	}
-	return &mqttSink{cl: cl, template: d.template, qos: byte(qos)}, nil
+	return &mqttSink{p: p, dial: dial, template: d.template, qos: byte(qos), stderr: stderr}, nil
 }
 
 func appendReading(b []byte, r *simulate.Reading) []byte {
@@ -661,30 +653,68 @@ func (s *lineSink) close() error {
 }
 
 // mqttSink publishes one message per reading and waits for the broker's
-// acknowledgements of each step's messages.
+// acknowledgements of each step's messages. A lost connection is made
+// again (every second, while the step is retried).
 type mqttSink struct {
-	cl       paho.Client
+	p        *mqttconn.Publisher
+	dial     func(context.Context) (*mqttconn.Publisher, error)
 	template string
 	qos      byte
-	toks     []paho.Token
+	buf      []byte
+	stderr   io.Writer
 }
 
 func (s *mqttSink) write(ctx context.Context, rs []simulate.Reading) error {
-	s.toks = s.toks[:0]
+	for {
+		if s.p == nil {
+			p, err := s.dial(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				fmt.Fprintf(s.stderr, "edged simulate: reconnecting: %v\n", err)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			s.p = p
+		}
+		err := s.send(ctx, rs)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		fmt.Fprintf(s.stderr, "edged simulate: connection lost: %v\n", err)
+		s.p.Close()
+		s.p = nil
+	}
+}
+
+// send publishes rs and waits for their acknowledgements (QoS 1 and 2).
+func (s *mqttSink) send(ctx context.Context, rs []simulate.Reading) error {
+	want := 0
 	for i := range rs {
 		r := &rs[i]
 		topic := strings.ReplaceAll(s.template, "{sensor}", r.Sensor)
 		topic = strings.ReplaceAll(topic, "{metric}", r.Metric)
-		s.toks = append(s.toks, s.cl.Publish(topic, s.qos, false, appendReading(nil, r)))
+		s.buf = appendReading(s.buf[:0], r)
+		if _, err := s.p.Publish(topic, s.qos, false, s.buf); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		if s.qos > 0 {
+			want++
+		}
 	}
-	for _, t := range s.toks {
+	for ; want > 0; want-- {
 		select {
-		case <-t.Done():
+		case _, ok := <-s.p.Acks():
+			if !ok {
+				return fmt.Errorf("publish: %w", s.p.Err())
+			}
 		case <-ctx.Done():
 			return nil
-		}
-		if err := t.Error(); err != nil {
-			return fmt.Errorf("publish: %w", err)
 		}
 	}
 	return nil
@@ -693,7 +723,9 @@ func (s *mqttSink) write(ctx context.Context, rs []simulate.Reading) error {
 func (s *mqttSink) flush() error { return nil }
 
 func (s *mqttSink) close() error {
-	s.cl.Disconnect(1000)
+	if s.p != nil {
+		s.p.Close()
+	}
 	return nil
 }
 

@@ -137,6 +137,7 @@ func TestSourceRules(t *testing.T) {
 		{"mqtt empty topics", mqtt + "broker = \"tcp://b:1883\"\ntopics = []\n", []string{`topics: missing`}, 5},
 		{"mqtt bad filter", mqtt + "broker = \"tcp://b:1883\"\ntopics = [\n  \"a/#\",\n  \"a/#/b\",\n]\n", []string{`topics[1]: invalid topic filter "a/#/b"`}, 7},
 		{"mqtt bad plus", mqtt + "broker = \"tcp://b:1883\"\ntopics = [\"a/b+\"]\n", []string{`topics[0]: invalid topic filter "a/b+"`}, 5},
+		{"mqtt bad overflow", mqtt + "broker = \"tcp://b:1883\"\ntopics = [\"a\"]\noverflow = \"drop-oldest\"\n", []string{`overflow: invalid value "drop-oldest" (did you mean "drop"?): use "block" or "drop"`}, 6},
 		{"qos out of range", mqtt + "broker = \"tcp://b:1883\"\ntopics = [\"a\"]\nqos = 3\n", []string{`qos: invalid qos 3: use 0 (at most once), 1 (at least once) or 2 (exactly once)`}, 6},
 		{"serial without port", "[[source]]\nname = \"s\"\ntype = \"serial\"\n", []string{`source[0] "s": port: missing: a serial source needs port = "/dev/ttyUSB0"`}, 1},
 		{"serial baud zero", "[[source]]\nname = \"s\"\ntype = \"serial\"\nport = \"/dev/ttyS0\"\nbaud = 0\n", []string{`baud: invalid baud 0: use the device's rate, e.g. 9600 or 115200`}, 5},

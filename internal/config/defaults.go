@@ -134,6 +134,9 @@ func (c *Config) setDefaults(m *meta) {
 			if s.Keepalive == 0 {
 				s.Keepalive = Duration(30 * time.Second)
 			}
+			if s.Overflow == "" {
+				s.Overflow = "block"
+			}
 		case "simulate":
 			if s.Sensors == 0 {
 				s.Sensors = 10

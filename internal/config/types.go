@@ -146,6 +146,12 @@ type Source struct {
 	// ignored.
 	TopicTemplate string   `toml:"topic_template"`
 	Keepalive     Duration `toml:"keepalive"` // default 30s
+	// Overflow: what an MQTT source does when the log cannot keep up.
+	// "block" (default): it stops reading from the broker, which keeps the
+	// messages (TCP backpressure; nothing dropped at any QoS). "drop": it
+	// keeps reading and drops the oldest messages held beyond 1,024,
+	// counted in /metrics (edged_source_dropped_total).
+	Overflow string `toml:"overflow"`
 
 	// serial
 	Port     string  `toml:"port"`

@@ -257,6 +257,7 @@ func (v validator) source(l loc, s *Source) {
 		if (s.TLSCert == "") != (s.TLSKey == "") {
 			v.add(l.child("tls_key"), "set both tls_cert and tls_key (the client certificate and its key), or neither")
 		}
+		v.oneOf(l.child("overflow"), s.Overflow, []string{"block", "drop"}, false)
 		if t := s.TopicTemplate; t != "" && !strings.Contains(t, "{sensor}") && !strings.Contains(t, "{metric}") {
 			v.add(l.child("topic_template"), `invalid topic_template %q: name at least one level {sensor} or {metric}, e.g. "sensors/{sensor}/{metric}"`, t)
 		}

@@ -90,7 +90,7 @@ func promMetrics(st *Status) *metrics {
 			m.add("edged_source_reconnects_total", counter, "Connections a source made after its first (mqtt broker, serial port, modbus port or device), since the start.", float64(*src.Reconnects), l...)
 		}
 		if src.Dropped != nil {
-			m.add("edged_source_dropped_total", counter, "Input a source dropped because intake was full (mqtt QoS 0 messages, serial lines), since the start.", float64(*src.Dropped), l...)
+			m.add("edged_source_dropped_total", counter, "Input a source dropped because intake was full (mqtt with overflow = \"drop\", serial lines), since the start.", float64(*src.Dropped), l...)
 		}
 		if mb := src.Modbus; mb != nil {
 			modbusMetrics(m, src.Name, mb)
