@@ -206,47 +206,6 @@ func mqttSensorsOf(es []store.Entry) []string {
 	return out
 }
 
-// TestMQTTWildcardsQoS: "sensors/#" and "+/x/#" at QoS 0, 1 and 2: every
-// message published on a matching topic arrives, others do not, and QoS
-// 1/2 messages are acknowledged.
-func TestMQTTWildcardsQoS(t *testing.T) {
-	b := mqtttest.StartMosquitto(t, mqtttest.Options{})
-	for qos := 0; qos <= 2; qos++ {
-		t.Run(fmt.Sprint("qos", qos), func(t *testing.T) {
-			app := &mqttFakeApp{}
-			s := &MQTT{Name: "lab", Broker: b.URL(), Topics: []string{"sensors/#", "+/x/#"}, QoS: qos, Format: "json",
-				ClientID: fmt.Sprint("wild", qos), CleanSession: true}
-			mqttStart(t, s, app)
-			mqttWaitConnected(t, s)
-			var msgs [][2]string
-			var want []string
-			for i, topic := range []string{"sensors", "sensors/a", "sensors/a/b", "sensors/a/b/c", "site/x", "site/x/deep/er", "other/a", "site/y/z"} {
-				msgs = append(msgs, [2]string{topic, fmt.Sprintf(`{"sensor":"s%d","value":%d,"ts":1700000000000}`, i, i)})
-				if !strings.HasPrefix(topic, "other") && topic != "site/y/z" {
-					want = append(want, fmt.Sprintf("s%d/", i))
-				}
-			}
-			mqttPublish(t, b.Addr, byte(qos), msgs)
-			mqttWaitUntil(t, "all messages", 10*time.Second, func() bool { return app.count() >= len(want) })
-			time.Sleep(100 * time.Millisecond) // nothing else comes
-			es, qs := app.snapshot()
-			slices.Sort(want)
-			if got := mqttSensorsOf(es); !slices.Equal(got, want) || len(qs) != 0 {
-				t.Fatalf("got %v (quarantine %v), want %v", got, qs, want)
-			}
-			st := s.Stats()
-			wantAcked := int64(len(want))
-			if qos == 0 {
-				wantAcked = 0
-			}
-			mqttWaitUntil(t, "acks", 5*time.Second, func() bool { return s.Stats().Acked == wantAcked })
-			if st.Received != int64(len(want)) || st.Dropped != 0 {
-				t.Fatalf("stats %+v", st)
-			}
-		})
-	}
-}
-
 // TestMQTTTopicTemplate: the topic gives the sensor and metric a payload
 // lacks; a payload's own sensor wins; a topic that does not match the
 // template is decoded without it (here: no sensor, quarantined with its
@@ -275,92 +234,6 @@ func TestMQTTTopicTemplate(t *testing.T) {
 	}
 	if len(qs) != 1 || !strings.Contains(qs[0].Reason, "sensor") || !strings.Contains(qs[0].Reason, "elsewhere/s7") || qs[0].Source != "lab" {
 		t.Errorf("quarantine %+v", qs)
-	}
-}
-
-// TestMQTTAckAfterCommit: a message is acknowledged only after the log
-// committed it. The first source's appender never confirms a commit: after
-// it stops, the broker sends the same messages again to the next source
-// with the same client id (persistent session); that one's commits are
-// confirmed, so a third source gets nothing.
-func TestMQTTAckAfterCommit(t *testing.T) {
-	b := mqtttest.StartMosquitto(t, mqtttest.Options{})
-	mk := func() *MQTT {
-		return &MQTT{Name: "lab", Broker: b.URL(), Topics: []string{"t/#"}, QoS: 1, Format: "json", ClientID: "edged-ack-test",
-			CleanSession: false, DrainTimeout: 300 * time.Millisecond}
-	}
-	// Create the session.
-	s0 := mk()
-	stop := mqttStart(t, s0, &mqttFakeApp{})
-	mqttWaitConnected(t, s0)
-	stop()
-
-	var msgs [][2]string
-	for i := 0; i < 5; i++ {
-		msgs = append(msgs, [2]string{fmt.Sprint("t/", i), fmt.Sprintf(`{"sensor":"s%d","value":1,"ts":1700000000000}`, i)})
-	}
-	mqttPublish(t, b.Addr, 1, msgs)
-
-	held := &mqttFakeApp{holdDone: true}
-	s1 := mk()
-	stop = mqttStart(t, s1, held)
-	mqttWaitUntil(t, "the first delivery", 10*time.Second, func() bool { return held.count() == 5 })
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	if st := s1.Stats(); st.Acked != 0 {
-		t.Fatalf("acknowledged before the commit: %+v", st)
-	}
-
-	app := &mqttFakeApp{}
-	s2 := mk()
-	stop = mqttStart(t, s2, app)
-	mqttWaitUntil(t, "the redelivery", 10*time.Second, func() bool { return app.count() == 5 })
-	mqttWaitUntil(t, "the acks", 5*time.Second, func() bool { return s2.Stats().Acked == 5 })
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	es, _ := app.snapshot()
-	if got := mqttSensorsOf(es); !slices.Equal(got, []string{"s0/", "s1/", "s2/", "s3/", "s4/"}) {
-		t.Fatalf("redelivered %v", got)
-	}
-
-	again := &mqttFakeApp{}
-	s3 := mk()
-	mqttStart(t, s3, again)
-	mqttWaitConnected(t, s3)
-	time.Sleep(300 * time.Millisecond)
-	if n := again.count(); n != 0 {
-		t.Fatalf("%d messages delivered again after they were acknowledged", n)
-	}
-}
-
-// TestMQTTTLSClientCert: ssl:// with a CA and a client certificate made by
-// the test; without the client certificate the broker refuses us.
-func TestMQTTTLSClientCert(t *testing.T) {
-	certs := mqtttest.GenerateCerts(t)
-	b := mqtttest.StartMosquitto(t, mqtttest.Options{TLS: certs, RequireCert: true})
-	app := &mqttFakeApp{}
-	s := &MQTT{Name: "tls", Broker: b.TLSURL(), Topics: []string{"t/#"}, QoS: 1, Format: "json", CleanSession: true,
-		TLSCA: certs.CAFile, TLSCert: certs.ClientCert, TLSKey: certs.ClientKey}
-	mqttStart(t, s, app)
-	mqttWaitConnected(t, s)
-	mqttPublish(t, b.Addr, 1, [][2]string{{"t/1", `{"sensor":"s","value":1,"ts":1700000000000}`}})
-	mqttWaitUntil(t, "the message over TLS", 10*time.Second, func() bool { return app.count() == 1 })
-
-	for name, src := range map[string]*MQTT{
-		"no client certificate": {TLSCA: certs.CAFile},
-		"unknown CA":            {TLSCert: certs.ClientCert, TLSKey: certs.ClientKey},
-	} {
-		rec := &mqttRecLog{}
-		src.Name, src.Broker, src.Topics, src.Format, src.Logger = "tls", b.TLSURL(), []string{"t/#"}, "json", slog.New(rec)
-		stop := mqttStart(t, src, &mqttFakeApp{})
-		mqttWaitUntil(t, name+": the failure in the log", 10*time.Second, func() bool { return len(rec.matching("retrying in")) > 0 })
-		stop()
-		if src.Stats().Connected {
-			t.Errorf("%s: connected", name)
-		}
-		t.Logf("%s: %s", name, rec.matching("retrying in")[0].Message)
 	}
 }
 
@@ -398,34 +271,6 @@ func TestMQTTBadPassword(t *testing.T) {
 	ok := &MQTT{Name: "lab", Broker: b.URL(), Topics: []string{"t/#"}, QoS: 1, Format: "json", Username: "edged", Password: "s3cret"}
 	mqttStart(t, ok, app)
 	mqttWaitConnected(t, ok)
-}
-
-// TestMQTTBrokerRestart: the source reconnects after the broker restarts,
-// and gets what was published to its persistent session meanwhile.
-func TestMQTTBrokerRestart(t *testing.T) {
-	b := mqtttest.StartMosquitto(t, mqtttest.Options{})
-	app := &mqttFakeApp{}
-	rec := &mqttRecLog{}
-	s := &MQTT{Name: "lab", Broker: b.URL(), Topics: []string{"t/#"}, QoS: 1, Format: "json", ClientID: "edged-restart",
-		BackoffMin: 300 * time.Millisecond, Logger: slog.New(rec)}
-	mqttStart(t, s, app)
-	mqttWaitConnected(t, s)
-	mqttPublish(t, b.Addr, 1, [][2]string{{"t/a", `{"sensor":"before","value":1,"ts":1700000000000}`}})
-	mqttWaitUntil(t, "the first message", 10*time.Second, func() bool { return app.count() == 1 })
-
-	b.Restart()
-	// edged is still waiting to reconnect: the broker queues for its session.
-	mqttPublish(t, b.Addr, 1, [][2]string{{"t/b", `{"sensor":"during","value":2,"ts":1700000000000}`}})
-	mqttWaitUntil(t, "the reconnect", 10*time.Second, func() bool { st := s.Stats(); return st.Connected && st.Reconnects == 1 })
-	mqttPublish(t, b.Addr, 1, [][2]string{{"t/c", `{"sensor":"after","value":3,"ts":1700000000000}`}})
-	mqttWaitUntil(t, "all messages", 10*time.Second, func() bool { return app.count() >= 3 })
-	es, _ := app.snapshot()
-	if got := mqttSensorsOf(es); !slices.Equal(got, []string{"after/", "before/", "during/"}) {
-		t.Fatalf("got %v", got)
-	}
-	if len(rec.matching("connection to")) == 0 {
-		t.Errorf("no log of the lost connection:\n%s", rec)
-	}
 }
 
 // TestMQTTBackpressure: while the log does not take appends, the source

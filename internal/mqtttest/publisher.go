@@ -2,6 +2,7 @@ package mqtttest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -39,10 +40,27 @@ type Publisher struct {
 // Dial connects a publisher with a clean session. window bounds the QoS
 // 1/2 messages in flight (default 1000).
 func Dial(addr, clientID string, qos byte, window int) (*Publisher, error) {
+	return DialWith(addr, clientID, qos, window, DialOptions{})
+}
+
+// DialOptions are a publisher's credentials and TLS.
+type DialOptions struct {
+	Username, Password string
+	TLS                *tls.Config // nil: plain TCP
+}
+
+// DialWith is Dial with credentials or TLS.
+func DialWith(addr, clientID string, qos byte, window int, o DialOptions) (*Publisher, error) {
 	if window <= 0 {
 		window = 1000
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	var conn net.Conn
+	var err error
+	if o.TLS != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, o.TLS)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +68,10 @@ func Dial(addr, clientID string, qos byte, window int) (*Publisher, error) {
 	cp.ProtocolName, cp.ProtocolVersion = "MQTT", 4
 	cp.CleanSession = true
 	cp.ClientIdentifier = clientID
+	if o.Username != "" {
+		cp.UsernameFlag, cp.Username = true, o.Username
+		cp.PasswordFlag, cp.Password = o.Password != "", []byte(o.Password)
+	}
 	if err := cp.Write(conn); err != nil {
 		conn.Close()
 		return nil, err
