@@ -301,8 +301,8 @@ func confSession(t *testing.T, k confKind) {
 	}
 }
 
-// confPause: the log takes nothing for 2.5 s while messages keep coming;
-// the keepalive is 1 s: the source pings meanwhile and keeps its
+// confPause: the log takes nothing for 4.5 s while messages keep coming;
+// the keepalive is 2 s: the source pings meanwhile and keeps its
 // connection, and gets every message once the log moves.
 func confPause(t *testing.T, k confKind) {
 	b := k.start(t, mqtttest.Options{})
@@ -314,7 +314,7 @@ func confPause(t *testing.T, k confKind) {
 			app := &mqttFakeApp{block: make(chan struct{})}
 			rec := &mqttRecLog{}
 			s := &MQTT{Name: "bp", Broker: b.url, Topics: []string{"bp/#"}, QoS: qos, Format: "json", CleanSession: !k.dropsPaused,
-				ClientID: fmt.Sprint("bp", qos), Keepalive: time.Second, BackoffMin: 100 * time.Millisecond, Logger: slog.New(rec)}
+				ClientID: fmt.Sprint("bp", qos), Keepalive: 2 * time.Second, BackoffMin: 100 * time.Millisecond, Logger: slog.New(rec)}
 			mqttStart(t, s, app)
 			mqttWaitConnected(t, s)
 			const n = 5000
@@ -325,7 +325,7 @@ func confPause(t *testing.T, k confKind) {
 			}
 			b.publish(t, byte(qos), false, msgs)
 			mqttWaitUntil(t, "the pause", 10*time.Second, func() bool { return s.Stats().Paused > 0 })
-			time.Sleep(2500 * time.Millisecond)
+			time.Sleep(4500 * time.Millisecond)
 			if st := s.Stats(); !k.dropsPaused && (!st.Connected || st.Reconnects != 0) {
 				t.Fatalf("after the pause: %+v\n%s", st, rec)
 			}

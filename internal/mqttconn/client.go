@@ -69,7 +69,7 @@ type Conn struct {
 	out     []byte // queued for the writer
 	err     error  // why the connection ended
 	closing bool
-	wrote   bool // a packet was queued since the pinger's last look
+	wrote   time.Time // when a packet was last queued
 	nextID  uint16
 	// kickLater: the reader queued a PUBCOMP; the writer is woken before
 	// the reader next blocks, so that a burst of them goes in one write.
@@ -240,8 +240,7 @@ func (c *Conn) Interrupt() {
 func (c *Conn) queueAck(typ byte, id uint16) {
 	c.mu.Lock()
 	if !c.closing {
-		c.out = appendAck(c.out, typ, id)
-		c.wrote = true
+		c.out = appendAck(c.out, typ, id) // sent with the next write
 		c.kickLater = true
 	}
 	c.mu.Unlock()
@@ -283,7 +282,7 @@ func (c *Conn) Ack(acks []Ack) bool {
 			c.out = appendAck(c.out, PUBREC, a.ID)
 		}
 	}
-	c.wrote = true
+	c.wrote = time.Now()
 	c.cond.Broadcast()
 	return true
 }
@@ -304,7 +303,7 @@ func (c *Conn) write(b ...[]byte) error {
 	for _, p := range b {
 		c.out = append(c.out, p...)
 	}
-	c.wrote = true
+	c.wrote = time.Now()
 	c.cond.Broadcast()
 	return nil
 }
@@ -330,7 +329,7 @@ func (c *Conn) Publish(topic string, qos byte, retain bool, payload []byte) (uin
 	}
 	c.out = appendPublishHeader(c.out, topic, qos, retain, id, len(payload))
 	c.out = append(c.out, payload...)
-	c.wrote = true
+	c.wrote = time.Now()
 	c.cond.Broadcast()
 	return id, nil
 }
@@ -388,10 +387,12 @@ func (c *Conn) writer() {
 }
 
 // pinger sends a PINGREQ when nothing was sent for half the keepalive,
-// whether or not the caller reads: a paused reader keeps its session.
+// whether or not the caller reads: a paused reader keeps its session. It
+// looks four times per keepalive, so that a late wake-up on a busy
+// machine still pings well within the keepalive.
 func (c *Conn) pinger() {
 	defer c.writerWG.Done()
-	t := time.NewTicker(c.keepalive / 2)
+	t := time.NewTicker(c.keepalive / 4)
 	defer t.Stop()
 	for {
 		select {
@@ -400,11 +401,11 @@ func (c *Conn) pinger() {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		if !c.wrote && !c.closing {
+		if now := time.Now(); now.Sub(c.wrote) >= c.keepalive/2 && !c.closing {
 			c.out = append(c.out, PINGREQ<<4, 0)
+			c.wrote = now
 			c.cond.Broadcast()
 		}
-		c.wrote = false
 		c.mu.Unlock()
 	}
 }
