@@ -16,10 +16,12 @@
 # is mosquitto's max_inflight_messages (default here 1000; mosquitto's own
 # default, 20, caps what one commit can acknowledge). The machine's load
 # is printed first: CPU figures on a shared machine are noisy.
+# EDGED_BENCH_OTHER=/path/to/edged runs that binary too, after this
+# build, on the same stream (an A/B against another build, e.g. main's).
 set -euo pipefail
 n=${1:-1000000}
 inflight=${2:-1000}
 cd "$(dirname "$0")/.."
 echo "load: $(uptime)"
 go test ./cmd/edged -run '^TestMQTTBench$' -count 1 -v -timeout 60m \
-	-mqtt.bench "$n" -mqtt.bench.inflight "$inflight" | grep -E 'mqtt_test.go|^(ok|FAIL|--- )'
+	-mqtt.bench "$n" -mqtt.bench.inflight "$inflight" ${EDGED_BENCH_OTHER:+-mqtt.bench.other "$EDGED_BENCH_OTHER"} | grep -E 'mqtt_test.go|^(ok|FAIL|--- )'

@@ -30,7 +30,13 @@ type daemon struct {
 
 func startDaemon(t *testing.T, cfg string) *daemon {
 	t.Helper()
-	cmd := exec.Command(edgedBin, "run", "-c", cfg)
+	return startDaemonBin(t, edgedBin, cfg)
+}
+
+// startDaemonBin is startDaemon with another binary.
+func startDaemonBin(t *testing.T, bin, cfg string) *daemon {
+	t.Helper()
+	cmd := exec.Command(bin, "run", "-c", cfg)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -363,6 +363,7 @@ var (
 	mqttBench         = flag.Int("mqtt.bench", 0, "run TestMQTTBench with this many readings (see scripts/bench-mqtt.sh)")
 	mqttBenchInflight = flag.Int("mqtt.bench.inflight", 1000, "TestMQTTBench: mosquitto's max_inflight_messages")
 	mqttBenchQoS      = flag.String("mqtt.bench.qos", "0,1", "TestMQTTBench: the QoS levels to run")
+	mqttBenchOther    = flag.String("mqtt.bench.other", "", "TestMQTTBench: also run this edged binary (an A/B against another build, e.g. main's)")
 )
 
 // procCPU returns the user+system CPU time of process pid so far, and its
@@ -504,7 +505,7 @@ func benchCount(t *testing.T, addr string, qos byte, payloads [][]byte) benchRes
 // published: an MQTT source into the durable log, a 10 s tumbling window
 // per sensor, its records published back to the broker at QoS 1,
 // checkpoints at their defaults.
-func benchEdged(t *testing.T, b *mqtttest.Broker, qos byte, payloads [][]byte) benchResult {
+func benchEdged(t *testing.T, bin string, b *mqtttest.Broker, qos byte, payloads [][]byte) benchResult {
 	t.Helper()
 	dir := t.TempDir()
 	httpAddr := freePort(t)
@@ -539,7 +540,7 @@ qos = 1
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, cfg)
+	d := startDaemonBin(t, bin, cfg)
 	d.waitFor(t, mqttConnected, 20*time.Second)
 	readings := func() int {
 		resp, err := http.Get("http://" + httpAddr + "/status")
@@ -603,12 +604,18 @@ func TestMQTTBench(t *testing.T) {
 	for _, q := range strings.Split(*mqttBenchQoS, ",") {
 		qos := byte(q[0] - '0')
 		c := benchCount(t, b.Addr, qos, payloads)
-		e := benchEdged(t, b, qos, payloads)
+		e := benchEdged(t, edgedBin, b, qos, payloads)
 		t.Logf("QoS %d counting subscriber: %d of %d in %v: %.0f msg/s, %.2f us CPU per message (published in %v)",
 			qos, c.kept, n, c.took.Round(time.Millisecond), c.rate(), c.usPer(), c.publish.Round(time.Millisecond))
-		t.Logf("QoS %d edged: %d of %d readings kept in %v: %.0f readings/s (%.0f%% of the counting subscriber's; target >= 80%%), %.2f us CPU per reading (target <= %s), peak RSS %.1f MiB (target <= 25) (published in %v)",
-			qos, e.kept, n, e.took.Round(time.Millisecond), e.rate(), 100*e.rate()/c.rate(), e.usPer(), map[byte]string{0: "2.5", 1: "3"}[qos],
-			float64(e.rss)/(1<<20), e.publish.Round(time.Millisecond))
+		report := func(name string, e benchResult) {
+			t.Logf("QoS %d %s: %d of %d readings kept in %v: %.0f readings/s (%.0f%% of the counting subscriber's; target >= 80%%), %.2f us CPU per reading (target <= %s), peak RSS %.1f MiB (target <= 25) (published in %v)",
+				qos, name, e.kept, n, e.took.Round(time.Millisecond), e.rate(), 100*e.rate()/c.rate(), e.usPer(), map[byte]string{0: "2.5", 1: "3"}[qos],
+				float64(e.rss)/(1<<20), e.publish.Round(time.Millisecond))
+		}
+		report("edged", e)
+		if *mqttBenchOther != "" {
+			report(*mqttBenchOther, benchEdged(t, *mqttBenchOther, b, qos, payloads))
+		}
 	}
 }
 
