@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -662,15 +663,17 @@ func (r *mqttReader) subacked(c *mqttconn.Conn, codes []byte) error {
 }
 
 // request is the append request of b. A batch with acknowledgements gets
-// the commit callback (and comes back for reuse); one without gives its
-// slices to the log for good (the committer would otherwise hurry its
-// commit for a callback nobody waits for).
+// the commit callback and lends its slices to the log until then (it
+// comes back for reuse). One without gets no callback (the committer
+// would otherwise hurry its commit for one nobody waits for) and gives
+// the log copies of exactly their length: the log's queue is bounded by
+// what its entries weigh, which a reused slice's spare capacity would
+// escape.
 func (r *mqttReader) request(b *mqttBatch) (store.AppendRequest, bool) {
-	req := store.AppendRequest{Entries: b.es, Quarantine: b.qs}
 	if len(b.acks) > 0 {
-		req.Done = b.done
+		return store.AppendRequest{Entries: b.es, Quarantine: b.qs, Done: b.done}, true
 	}
-	return req, req.Done != nil
+	return store.AppendRequest{Entries: slices.Clone(b.es), Quarantine: slices.Clone(b.qs)}, false
 }
 
 // relay stores b's relayed records, durably before b is appended (and its
@@ -730,17 +733,14 @@ func (r *mqttReader) append(ctx context.Context, b *mqttBatch) error {
 		return err
 	}
 	if !cb {
-		r.giveAway(b)
+		r.appended(b)
 	}
 	return nil
 }
 
-// giveAway recycles b once its entries and quarantine records were
-// appended without a callback: those slices belong to the log now.
-func (r *mqttReader) giveAway(b *mqttBatch) {
+// appended recycles b once its copies were appended without a callback.
+func (r *mqttReader) appended(b *mqttBatch) {
 	r.s.stats.queued.Add(-int64(b.msgs()))
-	b.es = make([]store.Entry, 0, cap(b.es))
-	b.qs = nil
 	r.recycle(b)
 }
 
@@ -769,7 +769,7 @@ func (r *mqttReader) offer(b *mqttBatch) bool {
 		return false
 	}
 	if !cb {
-		r.giveAway(b)
+		r.appended(b)
 	}
 	return true
 }

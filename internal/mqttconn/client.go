@@ -410,8 +410,9 @@ func (c *Conn) pinger() {
 	}
 }
 
-// Close sends what is queued and a DISCONNECT (so the broker does not
-// publish the will), within a second, then closes the connection.
+// Close sends what is queued (acknowledgements: what is not sent comes
+// again) and a DISCONNECT (so the broker does not publish the will),
+// within 5 seconds, then closes the connection.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if !c.closing {
@@ -420,7 +421,7 @@ func (c *Conn) Close() error {
 		c.cond.Broadcast()
 	}
 	c.mu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	c.stopOnce.Do(func() { close(c.done) })
 	c.writerWG.Wait()
 	c.mu.Lock()
