@@ -378,10 +378,12 @@ func (m *Modbus) open(ctx context.Context, c *modbusConf, multiWarned *string) (
 			return nil, "", err
 		}
 		line := newRTULine(p, sc.mode.BaudRate, c.timeout)
+		// A read in progress returns at once when the port closes.
+		stop := context.AfterFunc(ctx, func() { p.Close() })
 		// The library's RTU handler is used only to build and check
 		// frames; its own port is never opened.
 		pk := modbus.NewRTUClientHandler(path)
-		return &mbConn{client: modbus.NewClient2(pk, line), setSlave: func(id uint8) { pk.SetSlave(id) }, close: func() { p.Close() }}, path, nil
+		return &mbConn{client: modbus.NewClient2(pk, line), setSlave: func(id uint8) { pk.SetSlave(id) }, close: func() { stop(); p.Close() }}, path, nil
 	}
 	// The library's Send holds its lock while it reads, up to the
 	// timeout; closing the connection itself ends a read at once when

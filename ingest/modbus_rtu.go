@@ -100,7 +100,9 @@ func (l *rtuLine) Send(ctx context.Context, req []byte) ([]byte, error) {
 			l.quiet = time.Now()
 			return nil, errRTUTimeout
 		}
-		if err := l.port.SetReadTimeout(min(rem, 100*time.Millisecond)); err != nil {
+		// One wait for the whole answer: the source closes the port when
+		// it stops, which ends a read at once.
+		if err := l.port.SetReadTimeout(rem); err != nil {
 			return nil, &lineLost{err}
 		}
 		lim := len(l.buf)

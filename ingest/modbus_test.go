@@ -333,26 +333,41 @@ func TestModbusSkippedPolls(t *testing.T) {
 	}
 }
 
-// TestModbusStopsPromptly: a source waiting for a slow TCP answer stops
-// at once when its context ends, not after its timeout.
+// TestModbusStopsPromptly: a source waiting for a slow answer stops at
+// once when its context ends, not after its timeout, over TCP and RTU.
 func TestModbusStopsPromptly(t *testing.T) {
-	sl := modbustest.StartTCP(t, modbustest.Config{Units: map[int]modbustest.Unit{1: {HR: []uint16{5}}}})
-	sl.Mode(1, "delay", 3000)
-	m := &Modbus{Name: "mb", TCP: sl.Addr, Timeout: 20 * time.Second, Slaves: []ModbusSlave{
-		{ID: 1, Sensor: "a", Registers: []ModbusRegister{{Name: "x", Kind: "holding", Scale: 1}}}}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, &fakeApp{}) }()
-	waitFor(t, "a request in flight", 10*time.Second, func() bool { return m.ModbusStats().Connected })
-	time.Sleep(300 * time.Millisecond)
-	start := time.Now()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil || time.Since(start) > time.Second {
-			t.Errorf("Run: %v after %v", err, time.Since(start))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run still waits for the slow answer")
+	cfg := modbustest.Config{Units: map[int]modbustest.Unit{1: {HR: []uint16{5}}}}
+	for _, rtu := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "rtu"}[rtu], func(t *testing.T) {
+			m := &Modbus{Name: "mb", Timeout: 20 * time.Second, Slaves: []ModbusSlave{
+				{ID: 1, Sensor: "a", Registers: []ModbusRegister{{Name: "x", Kind: "holding", Scale: 1}}}}}
+			var sl *modbustest.Slave
+			if rtu {
+				sl = modbustest.StartRTU(t, cfg, 115200)
+				m.Port, m.Baud = sl.Dev, 115200
+			} else {
+				sl = modbustest.StartTCP(t, cfg)
+				m.TCP = sl.Addr
+			}
+			sl.Mode(1, "delay", 3000)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- m.Run(ctx, &fakeApp{}) }()
+			waitFor(t, "a request in flight", 10*time.Second, func() bool { return m.ModbusStats().Connected })
+			time.Sleep(300 * time.Millisecond)
+			start := time.Now()
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil || time.Since(start) > time.Second {
+					t.Errorf("Run: %v after %v", err, time.Since(start))
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run still waits for the slow answer")
+			}
+			if st := m.ModbusStats(); st.Slaves[0].Requests != 0 || st.Connected {
+				t.Errorf("stats %+v: the request cut by the stop is not counted, and the port is closed", st)
+			}
+		})
 	}
 }
