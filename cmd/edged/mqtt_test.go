@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged/edged/internal/broker"
+	"github.com/edged/edged/internal/config"
 	"github.com/edged/edged/internal/mqtttest"
 	"github.com/edged/edged/sensors"
 )
@@ -125,13 +128,35 @@ func missingValues(vals map[float64]int, n int) []int {
 // the broker accepted ends up in the log (at least once), because edged
 // acknowledges a message only once it is durable and the broker keeps the
 // rest for the persistent session.
+//
+// It runs against each broker the source is used with: mosquitto, the
+// embedded broker (mochi-mqtt, here in the test's process) and
+// nats-server's MQTT listener.
 func TestMQTTKillRedelivery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills the real binary")
 	}
-	b := mqtttest.StartMosquitto(t, mqtttest.Options{MaxQueued: -1, MaxInflight: 100})
+	t.Run("mosquitto", func(t *testing.T) {
+		b := mqtttest.StartMosquitto(t, mqtttest.Options{MaxQueued: -1, MaxInflight: 100})
+		mqttKillRedelivery(t, b.Addr)
+	})
+	t.Run("embedded", func(t *testing.T) {
+		b, err := broker.Start(context.Background(), config.Broker{Listen: "127.0.0.1:0"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		mqttKillRedelivery(t, b.Addr())
+	})
+	t.Run("nats", func(t *testing.T) {
+		n := mqtttest.StartNATS(t, mqtttest.Options{})
+		mqttKillRedelivery(t, n.Addr)
+	})
+}
+
+func mqttKillRedelivery(t *testing.T, addr string) {
 	dir := t.TempDir()
-	cfg := mqttRunConfig(t, dir, b.URL(), "kill/#")
+	cfg := mqttRunConfig(t, dir, "tcp://"+addr, "kill/#")
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, seed))
 	t.Logf("seed %d", seed)
@@ -141,7 +166,7 @@ func TestMQTTKillRedelivery(t *testing.T) {
 	const n = 2000
 	pubDone := make(chan error, 1)
 	go func() {
-		p, err := mqtttest.Dial(b.Addr, "kill-publisher", 1, 100)
+		p, err := mqtttest.Dial(addr, "kill-publisher", 1, 100)
 		if err != nil {
 			pubDone <- err
 			return
