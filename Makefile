@@ -15,7 +15,7 @@ ARM_PKGS   := ./store/... ./pipeline/... ./internal/sketch/... ./sensors/...
 QEMU_ARM   ?= $(firstword $(shell command -v qemu-arm-static qemu-arm 2>/dev/null) qemu-arm-static)
 QEMU_ARM64 ?= $(firstword $(shell command -v qemu-aarch64-static qemu-aarch64 2>/dev/null) qemu-aarch64-static)
 
-.PHONY: all build test test-race test-crash test-integration test-arm bench bench-go bench-e2e bench-footprint bench-wear cross lint fuzz clean
+.PHONY: all build test test-race test-crash test-integration test-arm bench bench-go bench-e2e bench-footprint bench-wear eval-detectors cross lint fuzz clean
 
 all: build
 
@@ -70,6 +70,13 @@ bench-e2e: build
 	./scripts/bench-batch.sh $(DIST)/edged
 	$(MAKE) --no-print-directory bench-footprint
 	$(MAKE) --no-print-directory bench-wear
+
+# The detector benchmark (issue 19): every detector on the SKAB pump test
+# bed (cloned into ~/.cache/edged/SKAB, or $EDGED_SKAB) and the simulator's
+# labelled anomalies, scored like the Numenta Anomaly Benchmark; about a
+# minute on 2 cores.
+eval-detectors:
+	GO=$(GO) ./scripts/eval-detectors.sh
 
 # Footprint (issue 7): binary sizes, RSS with 1,000 and 100,000 sensors,
 # start to ready, CPU under qemu arm64; about 12 minutes on 2 cores.

@@ -52,7 +52,11 @@ type Alert struct {
 	State    string // Firing or Resolved
 	TS       int64  // event time of the change
 	Value    float64
-	Reason   string // what was observed and what was expected
+	// Score grades how anomalous the reading is, 0 to 1, on one scale for
+	// every detector (see scoreOf). A resolved alert carries the score of
+	// the reading that resolved it.
+	Score  float64
+	Reason string // what was observed and what was expected
 }
 
 // Emitter collects the alerts a state raises. The pipeline passes one per
@@ -107,7 +111,9 @@ type Spec struct {
 	Warmup       int           // zscore, mad: readings of a key before it may fire
 	MaxRate      float64       // rate: largest |change| per second that is normal
 	Duration     time.Duration // flatline: stuck this long; deadman: silent this long
-	Tolerance    float64       // flatline: changes within this count as stuck
+	Tolerance    Tolerance     // flatline: changes within this count as stuck; zscore, mad: smaller deviations never fire
+	MinScore     float64       // threshold, zscore, mad, rate, anomaly: fire only at this score or more (0..1)
+	ResolveCount int           // zscore, mad, rate, anomaly: readings in a row back within bounds that resolve an alert (0: defaultResolveCount)
 	Min, Max     *float64      // range: physically possible values
 	Renotify     time.Duration // re-send "firing" every so often while it holds (event time)
 	Pattern      *PatternSpec  // pattern
@@ -198,17 +204,17 @@ type Lifecycle struct {
 }
 
 // Set updates the condition at event time ts and emits a transition.
-func (l *Lifecycle) Set(holds bool, det, key string, ts int64, value float64, reason string, renotify time.Duration, out *Emitter) {
+func (l *Lifecycle) Set(holds bool, det, key string, ts int64, value, score float64, reason string, renotify time.Duration, out *Emitter) {
 	switch {
 	case holds && !l.Firing:
 		l.Firing, l.LastNotify = true, ts
-		out.Emit(Alert{Detector: det, Key: key, State: Firing, TS: ts, Value: value, Reason: reason})
+		out.Emit(Alert{Detector: det, Key: key, State: Firing, TS: ts, Value: value, Score: score, Reason: reason})
 	case !holds && l.Firing:
 		l.Firing = false
-		out.Emit(Alert{Detector: det, Key: key, State: Resolved, TS: ts, Value: value, Reason: reason})
+		out.Emit(Alert{Detector: det, Key: key, State: Resolved, TS: ts, Value: value, Score: score, Reason: reason})
 	case holds && renotify > 0 && ts-l.LastNotify >= renotify.Milliseconds():
 		l.LastNotify = ts
-		out.Emit(Alert{Detector: det, Key: key, State: Firing, TS: ts, Value: value, Reason: reason})
+		out.Emit(Alert{Detector: det, Key: key, State: Firing, TS: ts, Value: value, Score: score, Reason: reason})
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 // cursor with a sticky error.
 
 func appendU64(b []byte, v uint64) []byte  { return binary.LittleEndian.AppendUint64(b, v) }
+func appendU32(b []byte, v uint32) []byte  { return binary.LittleEndian.AppendUint32(b, v) }
 func appendI64(b []byte, v int64) []byte   { return appendU64(b, uint64(v)) }
 func appendF64(b []byte, v float64) []byte { return appendU64(b, math.Float64bits(v)) }
 func appendBool(b []byte, v bool) []byte {
@@ -41,6 +42,16 @@ func (d *decoder) u64() uint64 {
 	}
 	v := binary.LittleEndian.Uint64(d.b)
 	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) u32() uint32 {
+	if d.err != nil || len(d.b) < 4 {
+		d.err = errState
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b)
+	d.b = d.b[4:]
 	return v
 }
 
@@ -82,6 +93,16 @@ func (d *decoder) version(want byte) {
 	if d.byte1() != want && d.err == nil {
 		d.err = errState
 	}
+}
+
+// versions reads the leading version byte, which must be within [lo, hi],
+// and returns it.
+func (d *decoder) versions(lo, hi byte) byte {
+	v := d.byte1()
+	if (v < lo || v > hi) && d.err == nil {
+		d.err = errState
+	}
+	return v
 }
 
 func (d *decoder) done() error {

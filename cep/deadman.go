@@ -15,7 +15,9 @@ func init() { register("deadman", newDeadman) }
 // value. The key's next reading resolves it, at that reading's event time.
 // With Renotify, "firing" is sent again at every Renotify after that while
 // the key stays silent, also through the timer. Reason: "no reading for
-// 5m0s (last at 2023-11-14T22:13:20Z)".
+// 5m0s (last at 2023-11-14T22:13:20Z)". Score: 0.5 when it fires, more on
+// each renotification as the silence grows (limitScore of silence /
+// Duration); 0 when resolved.
 //
 // A key gets its state with its first reading, so a key that never sent
 // anything cannot be missed by deadman. The timer is always due at the
@@ -93,7 +95,7 @@ func (s *deadmanState) Observe(ev *Event, out *Emitter) {
 	}
 	if s.Firing {
 		reason := fmt.Sprintf("reading again after %v of silence (last at %s)", msDuration(ev.TS-s.last), formatTS(s.last))
-		s.Set(false, d.name, ev.Key, ev.TS, ev.Value, reason, d.renot, out)
+		s.Set(false, d.name, ev.Key, ev.TS, ev.Value, 0, reason, d.renot, out)
 	}
 	s.have, s.last, s.v = true, ev.TS, ev.Value
 }
@@ -122,11 +124,11 @@ func (s *deadmanState) Advance(key string, wm int64, out *Emitter) {
 		return
 	}
 	if !s.Firing && wm >= s.last+d.dur {
-		s.Set(true, d.name, key, s.last+d.dur, s.v, s.reason(s.last+d.dur), d.renot, out)
+		s.Set(true, d.name, key, s.last+d.dur, s.v, limitScore(1), s.reason(s.last+d.dur), d.renot, out)
 	}
 	if r := d.renot.Milliseconds(); s.Firing && r > 0 && wm >= s.LastNotify+r {
 		ts := s.LastNotify + (wm-s.LastNotify)/r*r
-		s.Set(true, d.name, key, ts, s.v, s.reason(ts), d.renot, out)
+		s.Set(true, d.name, key, ts, s.v, limitScore(float64(ts-s.last)/float64(d.dur)), s.reason(ts), d.renot, out)
 	}
 }
 

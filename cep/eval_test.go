@@ -106,17 +106,17 @@ func evalDetectors() []evalDet {
 		// Spikes, shifts (and the end of drifts): a 30-s Hampel filter,
 		// alerting only on deviations of at least 10, the amplitude of the
 		// signal's normal swing.
-		{cep.Spec{Name: "mad", Type: "mad", Window: 30 * time.Second, Sigma: 6, Warmup: 30, Tolerance: 10}, valueKinds, 30 * time.Second},
+		{cep.Spec{Name: "mad", Type: "mad", Window: 30 * time.Second, Sigma: 6, Warmup: 30, Tolerance: cep.Tolerance{Value: 10}}, valueKinds, 30 * time.Second},
 		// The same without the tolerance: what the tolerance buys.
 		{cep.Spec{Name: "mad-t0", Type: "mad", Window: 30 * time.Second, Sigma: 6, Warmup: 30}, valueKinds, 30 * time.Second},
 		// For comparison: mean and stddev instead of median and MAD.
-		{cep.Spec{Name: "zscore", Type: "zscore", Window: 30 * time.Second, Sigma: 6, Warmup: 30, Tolerance: 10}, valueKinds, 30 * time.Second},
+		{cep.Spec{Name: "zscore", Type: "zscore", Window: 30 * time.Second, Sigma: 6, Warmup: 30, Tolerance: cep.Tolerance{Value: 10}}, valueKinds, 30 * time.Second},
 		// The normal change is at most 0.105/s (the sine) plus noise (the
 		// difference of two readings has a stddev of 0.28): 5/s is 5 times
 		// the largest normal change with 3 sigma of noise.
 		{cep.Spec{Name: "rate", Type: "rate", MaxRate: 5}, valueKinds, 10 * time.Second},
 		// Half the shortest flatline (60 s); a repeated value is exact.
-		{cep.Spec{Name: "flatline", Type: "flatline", Duration: 30 * time.Second, Tolerance: 0.001}, []string{"flatline"}, 30 * time.Second},
+		{cep.Spec{Name: "flatline", Type: "flatline", Duration: 30 * time.Second, Tolerance: cep.Tolerance{Value: 0.001}}, []string{"flatline"}, 30 * time.Second},
 		// Ten sampling intervals, a third of the shortest dropout (30 s).
 		{cep.Spec{Name: "deadman", Type: "deadman", Duration: 10 * time.Second}, []string{"dropout"}, 10 * time.Second},
 	}
@@ -360,8 +360,8 @@ func specText(s cep.Spec) string {
 	if s.Duration > 0 {
 		add("duration", s.Duration.String())
 	}
-	if s.Tolerance > 0 {
-		add("tolerance", strconv.FormatFloat(s.Tolerance, 'g', -1, 64))
+	if s.Tolerance.Value > 0 {
+		add("tolerance", s.Tolerance.String())
 	}
 	return s.Type + ": " + strings.Join(p, ", ")
 }
@@ -496,8 +496,8 @@ func TestEvalParameterSweep(t *testing.T) {
 	for _, w := range []time.Duration{15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute} {
 		for _, sg := range []float64{4, 6, 8} {
 			for _, tol := range []float64{0, 5, 10} {
-				add(cep.Spec{Type: "mad", Window: w, Sigma: sg, Warmup: int(w.Seconds()), Tolerance: tol}, valueKinds, w)
-				add(cep.Spec{Type: "zscore", Window: w, Sigma: sg, Warmup: int(w.Seconds()), Tolerance: tol}, valueKinds, w)
+				add(cep.Spec{Type: "mad", Window: w, Sigma: sg, Warmup: int(w.Seconds()), Tolerance: cep.Tolerance{Value: tol}}, valueKinds, w)
+				add(cep.Spec{Type: "zscore", Window: w, Sigma: sg, Warmup: int(w.Seconds()), Tolerance: cep.Tolerance{Value: tol}}, valueKinds, w)
 			}
 		}
 	}
@@ -506,7 +506,7 @@ func TestEvalParameterSweep(t *testing.T) {
 	}
 	for _, d := range []time.Duration{10 * time.Second, 30 * time.Second} {
 		for _, tol := range []float64{0.001, 0.05} {
-			add(cep.Spec{Type: "flatline", Duration: d, Tolerance: tol}, []string{"flatline"}, d)
+			add(cep.Spec{Type: "flatline", Duration: d, Tolerance: cep.Tolerance{Value: tol}}, []string{"flatline"}, d)
 		}
 	}
 	for _, d := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second} {

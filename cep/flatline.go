@@ -9,7 +9,8 @@ import (
 
 func init() { register("flatline", newFlatline) }
 
-// flatline fires when a key's value has stayed within Tolerance of the
+// flatline fires when a key's value has stayed within Tolerance (in the
+// series' units, or relative to the run's first value: "0.1%") of the
 // value that started the run for at least Duration of event time: a stuck
 // sensor. A run starts at a reading more than Tolerance away from the
 // run's first value (or at the key's first reading); the alert fires at
@@ -24,7 +25,7 @@ func init() { register("flatline", newFlatline) }
 type flatline struct {
 	name  string
 	dur   int64 // ms
-	tol   float64
+	tol   Tolerance
 	renot time.Duration
 }
 
@@ -32,10 +33,11 @@ func newFlatline(s Spec) (Detector, error) {
 	switch {
 	case s.Duration <= 0:
 		return nil, errors.New("flatline needs duration > 0 (how long a value must stay put)")
-	case !(s.Tolerance >= 0) || math.IsInf(s.Tolerance, 0):
-		return nil, errors.New("flatline: tolerance must be a number >= 0")
 	case s.Renotify < 0:
 		return nil, errors.New("flatline: renotify must not be negative")
+	}
+	if err := s.Tolerance.check("flatline"); err != nil {
+		return nil, err
 	}
 	return &flatline{name: s.Name, dur: max(1, s.Duration.Milliseconds()), tol: s.Tolerance, renot: s.Renotify}, nil
 }
@@ -59,18 +61,18 @@ func (s *flatlineState) Observe(ev *Event, out *Emitter) {
 	if !finite(v) {
 		return
 	}
-	if s.have && math.Abs(v-s.ref) <= d.tol {
+	if s.have && math.Abs(v-s.ref) <= d.tol.at(s.ref) {
 		held := ev.TS - s.start
 		holds := held >= d.dur
 		if emits(&s.Lifecycle, holds, ev.TS, d.renot) {
-			reason := fmt.Sprintf("stuck at %s (±%s) for %v", FormatValue(s.ref), FormatValue(d.tol), msDuration(held))
-			s.Set(holds, d.name, ev.Key, ev.TS, v, reason, d.renot, out)
+			reason := fmt.Sprintf("stuck at %s (±%s) for %v", FormatValue(s.ref), d.tol.String(), msDuration(held))
+			s.Set(holds, d.name, ev.Key, ev.TS, v, limitScore(float64(held)/float64(d.dur)), reason, d.renot, out)
 		}
 		return
 	}
 	if s.have && s.Firing {
-		reason := fmt.Sprintf("value %s moved from %s (±%s) after %v", FormatValue(v), FormatValue(s.ref), FormatValue(d.tol), msDuration(ev.TS-s.start))
-		s.Set(false, d.name, ev.Key, ev.TS, v, reason, d.renot, out)
+		reason := fmt.Sprintf("value %s moved from %s (±%s) after %v", FormatValue(v), FormatValue(s.ref), d.tol.String(), msDuration(ev.TS-s.start))
+		s.Set(false, d.name, ev.Key, ev.TS, v, 0, reason, d.renot, out)
 	}
 	s.have, s.start, s.ref = true, ev.TS, v
 }

@@ -6,7 +6,7 @@ import (
 )
 
 func TestFlatline(t *testing.T) {
-	s := Spec{Type: "flatline", Duration: 10 * time.Minute, Tolerance: 0.05}
+	s := Spec{Type: "flatline", Duration: 10 * time.Minute, Tolerance: Tolerance{Value: 0.05}}
 	// Within 0.05 of 21.5 from minute 0: fires at minute 10, not before;
 	// 21.6 ends the run and starts the next one.
 	stuck := readings(minute(0), 60000, 21.5, 21.51, 21.49, 21.5, 21.54, 21.46, 21.5, 21.5, 21.5, 21.5, 21.5, 21.52)

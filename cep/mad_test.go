@@ -9,7 +9,8 @@ import (
 )
 
 func TestMAD(t *testing.T) {
-	s := Spec{Type: "mad", Window: 10 * time.Second} // sigma: the default 3
+	// Sigma 3; resolve at the first reading back within.
+	s := Spec{Type: "mad", Window: 10 * time.Second, Sigma: 3, ResolveCount: 1}
 	// At 10 s the window holds 1..9 s: 11 12 10 11 12 10 11 12 11, median
 	// 11, MAD 1, limit 3 x 1.4826 x 1 = 4.4478: the 50 fires. It joins the
 	// window but does not move median or MAD, so 11 resolves and the next
@@ -36,35 +37,50 @@ func TestMAD(t *testing.T) {
 
 func TestMADWarmup(t *testing.T) {
 	steps := readings(sec(0), 1000, 10, 12, 11, 40)
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Warmup: 3}, steps,
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Warmup: 3}, steps,
 		firingAt(sec(3), 40, "value 40 is 29 from the median 11"))
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Warmup: 4}, steps)
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour}, readings(sec(0), 1000, 10, 40))
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Warmup: 4}, steps)
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3}, readings(sec(0), 1000, 10, 40))
 }
 
 func TestMADRenotify(t *testing.T) {
 	steps := readings(sec(0), 1000, 10, 11, 12, 10, 11, 12, 10, 11, 12, 10, 11, 12, 30, 31, 30, 31, 11)
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Renotify: 2 * time.Second}, steps,
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Renotify: 2 * time.Second, ResolveCount: 1}, steps,
 		firingAt(sec(12), 30, "value 30 is 19"),
 		firingAt(sec(14), 30, "value 30 is 19"),
 		resolvedAt(sec(16), 11, ""))
 }
 
-// When more than half the window is one value the MAD is 0 and any other
-// value fires, unless within the tolerance.
+// When more than half the window is one value the MAD is 0: the spread is
+// then the median deviation of the other readings, the series' usual
+// excursions, and at least the floor learned from the series.
 func TestMADQuantized(t *testing.T) {
-	steps := readings(sec(0), 1000, 20, 20, 20, 21, 20, 20)
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour}, steps,
-		firingAt(sec(3), 21, "value 21 is 1 from the median 20, limit 0 (3 x 1.4826 x MAD 0 over the last 1h0m0s, 3 readings)"),
-		resolvedAt(sec(4), 20, ""))
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Tolerance: 1}, steps)
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Tolerance: 0.5}, steps,
-		firingAt(sec(3), 21, "limit 0.5 (the tolerance)"),
-		resolvedAt(sec(4), 20, ""))
+	// A constant window: 21 is a level change, judged against the floor
+	// (0.1% of 20 = 0.02; no step seen yet), once: the burst of 21s and
+	// 20s after it is one alert.
+	steps := readings(sec(0), 1000, 20, 20, 20, 21, 20, 21, 20, 20)
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3}, steps,
+		firingAt(sec(3), 21, "value 21 is 1 from the median 20, limit 0.06 (a level change: the last 1h0m0s, 3 readings, were constant; 3 x the spread floor 0.02)"))
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, ResolveCount: 1}, steps,
+		firingAt(sec(3), 21, "level change"),
+		resolvedAt(sec(4), 20, "value 20 is 0 from the median 20, limit 4.4478 (3 x 1.4826 x 1, the median deviation of the readings off the median: MAD 0 over the last 1h0m0s, 4 readings)"))
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Tolerance: Tolerance{Value: 1}}, steps)
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Tolerance: Tolerance{Value: 0.05, Relative: true}}, steps)
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Tolerance: Tolerance{Value: 0.5}}, steps,
+		firingAt(sec(3), 21, "limit 0.5 (the tolerance 0.5)"))
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Tolerance: Tolerance{Value: 0.025, Relative: true}}, steps,
+		firingAt(sec(3), 21, "limit 0.5 (the tolerance 2.5%)"))
+
+	// Mostly 32 with excursions of about 1 (MAD 0, the others' median
+	// deviation 1): another excursion of 1 is usual, one of 5 is not.
+	base := readings(sec(0), 1000, 32, 32, 33, 32, 32, 31, 32, 32, 33, 32, 32, 31, 32, 32)
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Warmup: 14}, series(base, readings(sec(14), 1000, 33, 31, 32)))
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3, Warmup: 14}, series(base, readings(sec(14), 1000, 37)),
+		firingAt(sec(14), 37, "value 37 is 5 from the median 32, limit 4.4478 (3 x 1.4826 x 1, the median deviation of the readings off the median: MAD 0"))
 }
 
 func TestMADSkipsNaN(t *testing.T) {
-	checkSeries(t, Spec{Type: "mad", Window: time.Hour}, readings(sec(0), 1000, 10, 12, math.NaN(), math.Inf(-1), 11))
+	checkSeries(t, Spec{Type: "mad", Window: time.Hour, Sigma: 3}, readings(sec(0), 1000, 10, 12, math.NaN(), math.Inf(-1), 11))
 }
 
 // median and medianDeviation agree with sorting the deviations, for odd
@@ -95,9 +111,47 @@ func TestMedianDeviation(t *testing.T) {
 	}
 }
 
+// robustSpread agrees with sorting the deviations of the values that
+// differ from the median when the MAD is 0.
+func TestRobustSpread(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for n := 1; n < 100; n++ {
+		for range 40 {
+			a := make([]float64, n)
+			for i := range a {
+				a[i] = 7
+				if rng.IntN(3) == 0 {
+					a[i] = float64(rng.IntN(5)) * 1.5
+				}
+			}
+			slices.Sort(a)
+			med := median(a)
+			var all, off []float64
+			for _, x := range a {
+				all = append(all, math.Abs(x-med))
+				if x != med {
+					off = append(off, math.Abs(x-med))
+				}
+			}
+			slices.Sort(all)
+			slices.Sort(off)
+			want, wantZero := median(all), false
+			if want == 0 {
+				want, wantZero = 0, true
+				if len(off) > 0 {
+					want = median(off)
+				}
+			}
+			if got, zero := robustSpread(a, med); got != want || zero != wantZero {
+				t.Fatalf("%v: spread %v (zero MAD %v), want %v (%v)", a, got, zero, want, wantZero)
+			}
+		}
+	}
+}
+
 // The window is bounded, and the sorted values follow the ring.
 func TestMADBoundedWindow(t *testing.T) {
-	st := mustNew(t, Spec{Type: "mad", Window: 24 * time.Hour}).NewState().(*madState)
+	st := mustNew(t, Spec{Type: "mad", Window: 24 * time.Hour, Sigma: 3}).NewState().(*madState)
 	var out Emitter
 	for i := range maxWindowReadings + 500 {
 		st.Observe(&Event{Key: "k", Value: float64(i % 7), TS: t0 + int64(i)}, &out)

@@ -325,7 +325,7 @@ func (s *patternState) Observe(ev *Event, out *Emitter) {
 	if d.nfb != nil && s.Firing && len(s.fired) > 0 && ctx.match(d.nfb, s.fired) {
 		reason := fmt.Sprintf("followed by %s after %v", pe.label(), msDur(ev.TS-s.fired[0].TS))
 		s.fired = nil
-		s.Set(false, d.name, ev.Key, ev.TS, ev.Value, reason, d.renot, out)
+		s.Set(false, d.name, ev.Key, ev.TS, ev.Value, 0, reason, d.renot, out)
 	}
 	if len(s.parts) > 0 && ctx.anyLater(d) {
 		w := 0
@@ -395,7 +395,7 @@ func (s *patternState) matched(ev *Event, evs []patEvent, out *Emitter) {
 	}
 	s.lastValue = ev.Value
 	if !s.Firing || (d.renot > 0 && ev.TS-s.LastNotify >= d.renot.Milliseconds()) {
-		s.Set(true, d.name, ev.Key, ev.TS, ev.Value, d.describe(evs), d.renot, out)
+		s.Set(true, d.name, ev.Key, ev.TS, ev.Value, 1, d.describe(evs), d.renot, out)
 	}
 }
 
@@ -417,7 +417,7 @@ func (s *patternState) Advance(key string, wm int64, out *Emitter) { s.advance(k
 func (s *patternState) advance(key string, wm int64, out *Emitter) {
 	d := s.d
 	if d.nfb == nil && s.Firing && wm >= s.resolveAt {
-		s.Set(false, d.name, key, s.resolveAt, s.lastValue, fmt.Sprintf("no match within the last %v", msDur(d.within)), d.renot, out)
+		s.Set(false, d.name, key, s.resolveAt, s.lastValue, 0, fmt.Sprintf("no match within the last %v", msDur(d.within)), d.renot, out)
 		s.resolveAt = NoTimer
 	}
 	i := 0
@@ -433,7 +433,7 @@ func (s *patternState) advance(key string, wm int64, out *Emitter) {
 					s.fired = evs
 				}
 				reason := fmt.Sprintf("%s, not followed by (%s) within %v", d.describe(evs), d.nfb.src, msDur(d.within))
-				s.Set(true, d.name, key, at, last.Value, reason, d.renot, out)
+				s.Set(true, d.name, key, at, last.Value, 1, reason, d.renot, out)
 			}
 		}
 		i++

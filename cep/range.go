@@ -71,7 +71,11 @@ func (s *rangeState) Observe(ev *Event, out *Emitter) {
 		if holds {
 			reason = "value " + FormatValue(ev.Value) + " outside the possible range " + d.bounds
 		}
-		s.Set(holds, d.name, ev.Key, ev.TS, ev.Value, reason, d.renot, out)
+		score := 0.0
+		if holds {
+			score = 1
+		}
+		s.Set(holds, d.name, ev.Key, ev.TS, ev.Value, score, reason, d.renot, out)
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRate(t *testing.T) {
-	s := Spec{Type: "rate", MaxRate: 10}
+	s := Spec{Type: "rate", MaxRate: 10, ResolveCount: 1}
 	steps := []step{
 		rd(t0, 20),
 		rd(t0+1000, 25),   // 5/s
@@ -29,7 +29,7 @@ func TestRate(t *testing.T) {
 	checkSeries(t, s, readings(t0, 60000, 20, 100, 700))
 
 	// Renotify while it holds.
-	checkSeries(t, Spec{Type: "rate", MaxRate: 1, Renotify: 2 * time.Second}, readings(t0, 1000, 0, 5, 10, 15, 20, 25, 25),
+	checkSeries(t, Spec{Type: "rate", MaxRate: 1, Renotify: 2 * time.Second, ResolveCount: 1}, readings(t0, 1000, 0, 5, 10, 15, 20, 25, 25),
 		firingAt(t0+1000, 5, "changed 5 in 1s = 5/s, max 1/s"),
 		firingAt(t0+3000, 15, "changed 5 in 1s = 5/s"),
 		firingAt(t0+5000, 25, "changed 5 in 1s = 5/s"),

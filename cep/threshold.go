@@ -3,6 +3,7 @@ package cep
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -13,14 +14,21 @@ func init() { register("threshold", newThreshold) }
 // held for ForDuration of event time (at the first reading after that), and
 // resolves only when the value is back inside the limit by Hysteresis, so a
 // value wobbling around the limit does not flap.
+//
+// Score: limitScore(1 + excess/unit), where excess is how far the value is
+// beyond the limit (negative inside it) and unit is Hysteresis, or 10% of
+// |limit| without one (1 for a limit of 0): 0.5 at the limit, 0.94 one
+// unit beyond. MinScore, when set, is the smallest score that counts as
+// beyond the limit.
 type threshold struct {
-	name  string
-	above *float64
-	below *float64
-	hyst  float64
-	count int
-	dur   time.Duration
-	renot time.Duration
+	name     string
+	above    *float64
+	below    *float64
+	hyst     float64
+	count    int
+	dur      time.Duration
+	minScore float64
+	renot    time.Duration
 }
 
 func newThreshold(s Spec) (Detector, error) {
@@ -30,7 +38,11 @@ func newThreshold(s Spec) (Detector, error) {
 	if s.Hysteresis < 0 {
 		return nil, errors.New("hysteresis must not be negative")
 	}
-	return &threshold{name: s.Name, above: s.Above, below: s.Below, hyst: s.Hysteresis, count: max(1, s.ForCount), dur: s.ForDuration, renot: s.Renotify}, nil
+	if err := checkMinScore("threshold", s.MinScore); err != nil {
+		return nil, err
+	}
+	return &threshold{name: s.Name, above: s.Above, below: s.Below, hyst: s.Hysteresis, count: max(1, s.ForCount), dur: s.ForDuration,
+		minScore: s.MinScore, renot: s.Renotify}, nil
 }
 
 func (t *threshold) Name() string { return t.name }
@@ -46,10 +58,31 @@ type thresholdState struct {
 	since int64 // event time the current run started, NoTimer if none
 }
 
-// beyond reports whether v is beyond a limit; inside says whether it is
-// back inside by the hysteresis.
+// beyond reports whether v is beyond a limit (with a score of at least
+// MinScore); inside says whether it is back inside by the hysteresis.
 func (t *threshold) beyond(v float64) bool {
-	return t.above != nil && v > *t.above || t.below != nil && v < *t.below
+	return (t.above != nil && v > *t.above || t.below != nil && v < *t.below) && t.score(v) >= t.minScore
+}
+
+// score grades v against the nearer limit (see threshold).
+func (t *threshold) score(v float64) float64 {
+	excess := math.Inf(-1)
+	unit := func(limit float64) float64 {
+		switch {
+		case t.hyst > 0:
+			return t.hyst
+		case limit != 0:
+			return 0.1 * math.Abs(limit)
+		}
+		return 1
+	}
+	if t.above != nil {
+		excess = (v - *t.above) / unit(*t.above)
+	}
+	if t.below != nil {
+		excess = max(excess, (*t.below-v)/unit(*t.below))
+	}
+	return limitScore(max(0, 1+excess))
 }
 
 // why explains a value beyond a limit.
@@ -87,7 +120,7 @@ func (s *thresholdState) Observe(ev *Event, out *Emitter) {
 			if d.dur > 0 {
 				reason += fmt.Sprintf(" for %v", time.Duration(ev.TS-s.since)*time.Millisecond)
 			}
-			s.Set(true, d.name, ev.Key, ev.TS, ev.Value, reason, d.renot, out)
+			s.Set(true, d.name, ev.Key, ev.TS, ev.Value, d.score(ev.Value), reason, d.renot, out)
 		}
 		return
 	}
@@ -96,7 +129,7 @@ func (s *thresholdState) Observe(ev *Event, out *Emitter) {
 	}
 	s.run, s.since = 0, NoTimer
 	if s.Firing {
-		s.Set(false, d.name, ev.Key, ev.TS, ev.Value, fmt.Sprintf("value %s back within the limit", FormatValue(ev.Value)), d.renot, out)
+		s.Set(false, d.name, ev.Key, ev.TS, ev.Value, d.score(ev.Value), fmt.Sprintf("value %s back within the limit", FormatValue(ev.Value)), d.renot, out)
 	}
 }
 

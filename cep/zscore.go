@@ -9,11 +9,12 @@ import (
 
 func init() { register("zscore", newZScore) }
 
-// zscore fires while a value is more than Sigma standard deviations from
-// the mean of its key's baseline: |v - mean| > Sigma * stddev. The baseline
-// is either the readings of the last Window of event time (a rolling
-// window, exact mean and population stddev, at most maxWindowReadings
-// readings) or, with Alpha, an exponentially weighted mean and variance.
+// zscore fires while a value is more than Sigma (default 4) standard
+// deviations from the mean of its key's baseline: |v - mean| > Sigma *
+// stddev. The baseline is either the readings of the last Window of event
+// time (a rolling window, exact mean and population stddev, at most
+// maxWindowReadings readings) or, with Alpha, an exponentially weighted
+// mean and variance.
 //
 // A reading is judged against the baseline before it joins it, so an
 // outlier does not pollute its own test; then it joins the baseline, firing
@@ -27,27 +28,40 @@ func init() { register("zscore", newZScore) }
 // readings the plain mean and variance instead of a value biased towards
 // the first reading.
 //
-// A baseline without spread (all readings equal) makes any other value an
-// outlier. Tolerance, when set, is the smallest deviation that may fire,
-// for sensors whose readings are coarsely quantized.
+// The stddev has a floor learned from the series (spreadFloor): its
+// quantization step (the smallest change seen between two readings) and
+// 0.1% of its level. A baseline without spread, or with less than the
+// floor (a value that stayed put, a coarsely quantized sensor), is
+// judged against the floor: a change away from a long constant value is a
+// level change with a finite deviation and score, not an infinite number
+// of sigmas. Tolerance, when set, is the smallest deviation that may fire,
+// in the series' units or relative to the mean ("2%").
 //
-// It resolves at the first reading back within the limit. Reason:
-// "value 31.2 is 5.1 sigma from the mean 20.3 (sigma 2.1 over the last
-// 1h0m0s, 120 readings; 4 sigma allowed)".
+// The alert's score is scoreOf(|v - mean| / stddev); MinScore, when set,
+// is the smallest score that fires. Once firing, the alert resolves after
+// ResolveCount (default 10) readings in a row back within the limit, so a
+// burst of outliers is one alert. Reason: "value 31.2 is 5.1 sigma from
+// the mean 20.3 (sigma 2.1 over the last 1h0m0s, 120 readings; 4 sigma
+// allowed)".
 type zscore struct {
-	name   string
-	sigma  float64
-	window int64 // ms; 0 with alpha
-	alpha  float64
-	warmup int64
-	tol    float64
-	renot  time.Duration
+	name     string
+	sigma    float64
+	window   int64 // ms; 0 with alpha
+	alpha    float64
+	warmup   int64
+	tol      Tolerance
+	minScore float64
+	resolve  int64
+	renot    time.Duration
 }
+
+// defaultSigma is zscore's Sigma when none is configured.
+const defaultSigma = 4
 
 func newZScore(s Spec) (Detector, error) {
 	switch {
-	case !(s.Sigma > 0):
-		return nil, errors.New("zscore needs sigma > 0")
+	case s.Sigma < 0 || math.IsNaN(s.Sigma) || math.IsInf(s.Sigma, 0):
+		return nil, errors.New("zscore needs sigma > 0 (or none for the default 4)")
 	case s.Window != 0 && s.Alpha != 0:
 		return nil, errors.New("zscore: set window or alpha, not both")
 	case s.Window == 0 && s.Alpha == 0:
@@ -60,12 +74,23 @@ func newZScore(s Spec) (Detector, error) {
 		return nil, errors.New("zscore: alpha must be between 0 and 1 (exclusive)")
 	case s.Warmup < 0:
 		return nil, errors.New("zscore: warmup must not be negative")
-	case !(s.Tolerance >= 0) || math.IsInf(s.Tolerance, 0):
-		return nil, errors.New("zscore: tolerance must be a number >= 0")
 	case s.Renotify < 0:
 		return nil, errors.New("zscore: renotify must not be negative")
+	case s.ResolveCount < 0:
+		return nil, errors.New("zscore: resolve_count must not be negative")
 	}
-	return &zscore{name: s.Name, sigma: s.Sigma, window: s.Window.Milliseconds(), alpha: s.Alpha, warmup: int64(s.Warmup), tol: s.Tolerance, renot: s.Renotify}, nil
+	if err := s.Tolerance.check("zscore"); err != nil {
+		return nil, err
+	}
+	if err := checkMinScore("zscore", s.MinScore); err != nil {
+		return nil, err
+	}
+	sigma := s.Sigma
+	if sigma == 0 {
+		sigma = defaultSigma
+	}
+	return &zscore{name: s.Name, sigma: sigma, window: s.Window.Milliseconds(), alpha: s.Alpha, warmup: int64(s.Warmup),
+		tol: s.Tolerance, minScore: s.MinScore, resolve: resolveCount(s.ResolveCount), renot: s.Renotify}, nil
 }
 
 func (z *zscore) Name() string { return z.name }
@@ -96,8 +121,10 @@ func (z *zscore) mode() byte {
 type zscoreState struct {
 	d *zscore
 	Lifecycle
-	seen int64   // readings of the key so far
-	mean float64 // of the baseline
+	calm int64       // readings in a row back within bounds while firing
+	step stepTracker // the series' quantization step
+	seen int64       // readings of the key so far
+	mean float64     // of the baseline
 	// m2 is, with a window, the sum of squared deviations from mean
 	// (Welford); with alpha, the EWMA variance.
 	m2 float64
@@ -117,12 +144,17 @@ func (s *zscoreState) Observe(ev *Event, out *Emitter) {
 	}
 	if n := s.count(); s.seen >= d.warmup && n >= 2 {
 		sd := s.stddev()
+		floor := spreadFloor(s.mean, s.step.step)
 		dev := math.Abs(v - s.mean)
-		holds := dev > d.sigma*sd && dev > d.tol
+		z := dev / max(sd, floor)
+		score := scoreOf(z)
+		cond := z > d.sigma && dev > d.tol.at(s.mean) && score >= d.minScore
+		holds := debounce(&s.Lifecycle, &s.calm, cond, d.resolve)
 		if emits(&s.Lifecycle, holds, ev.TS, d.renot) {
-			s.Set(holds, d.name, ev.Key, ev.TS, v, d.reason(v, s.mean, sd, n), d.renot, out)
+			s.Set(holds, d.name, ev.Key, ev.TS, v, score, d.reason(holds, v, s.mean, sd, floor, n), d.renot, out)
 		}
 	}
+	s.step.add(v)
 	s.seen++
 	if d.window > 0 {
 		s.add(ev.TS, v)
@@ -223,7 +255,7 @@ func (s *zscoreState) recompute() {
 	s.mean, s.m2 = mean, m2
 }
 
-func (z *zscore) reason(v, mean, sd float64, n int64) string {
+func (z *zscore) reason(firing bool, v, mean, sd, floor float64, n int64) string {
 	var base string
 	if z.window > 0 {
 		base = fmt.Sprintf("over the last %v, %d readings", msDuration(z.window), n)
@@ -231,23 +263,39 @@ func (z *zscore) reason(v, mean, sd float64, n int64) string {
 		base = fmt.Sprintf("by EWMA with alpha %s over %d readings", FormatValue(z.alpha), n)
 	}
 	allowed := FormatValue(z.sigma) + " sigma allowed"
-	if z.tol > 0 {
-		allowed += ", at least " + FormatValue(z.tol)
+	if z.tol.Value > 0 {
+		allowed += ", at least " + z.tol.String()
+	}
+	if z.minScore > 0 {
+		allowed += ", score " + FormatValue(z.minScore)
+	}
+	var back string
+	if !firing && z.resolve > 1 {
+		back = fmt.Sprintf("back within bounds for %d readings: ", z.resolve)
 	}
 	if sd == 0 {
-		return fmt.Sprintf("value %s is %s from the mean %s of a constant baseline (%s; %s)",
-			FormatValue(v), FormatValue(math.Abs(v-mean)), FormatValue(mean), base, allowed)
+		return fmt.Sprintf("%slevel change: value %s is %s from the mean %s of a constant baseline (%s; the spread floor %s; %s)",
+			back, FormatValue(v), FormatValue(math.Abs(v-mean)), FormatValue(mean), base, FormatValue(floor), allowed)
 	}
-	return fmt.Sprintf("value %s is %.3g sigma from the mean %s (sigma %s %s; %s)",
-		FormatValue(v), math.Abs(v-mean)/sd, FormatValue(mean), FormatValue(sd), base, allowed)
+	sigma := "sigma " + FormatValue(sd)
+	if sd < floor {
+		sigma = fmt.Sprintf("sigma %s, the spread floor (stddev %s)", FormatValue(floor), FormatValue(sd))
+		sd = floor
+	}
+	return fmt.Sprintf("%svalue %s is %.3g sigma from the mean %s (%s %s; %s)",
+		back, FormatValue(v), math.Abs(v-mean)/sd, FormatValue(mean), sigma, base, allowed)
 }
 
 func (s *zscoreState) NextTimer() int64                { return NoTimer }
 func (s *zscoreState) Advance(string, int64, *Emitter) {}
 
+// zscore states are encoded as version 2: version 1 (before the calm
+// count and the step) is still restored, with both starting afresh.
 func (s *zscoreState) AppendState(b []byte) []byte {
-	b = append(b, 1, s.d.mode())
+	b = append(b, 2, s.d.mode())
 	b = appendLifecycle(b, &s.Lifecycle)
+	b = appendI64(b, s.calm)
+	b = appendStep(b, &s.step)
 	b = appendI64(b, s.seen)
 	b = appendF64(b, s.mean)
 	b = appendF64(b, s.m2)
@@ -257,11 +305,16 @@ func (s *zscoreState) AppendState(b []byte) []byte {
 
 func (s *zscoreState) RestoreState(b []byte) error {
 	d := decoder{b: b}
-	d.version(1)
+	v := d.versions(1, 2)
 	if d.byte1() != s.d.mode() && d.err == nil {
 		d.err = errState
 	}
 	d.lifecycle(&s.Lifecycle)
+	s.calm, s.step = 0, stepTracker{}
+	if v >= 2 {
+		s.calm = d.i64()
+		d.stepTracker(&s.step)
+	}
 	s.seen = d.i64()
 	s.mean = d.f64()
 	s.m2 = d.f64()

@@ -426,7 +426,7 @@ func (e *Engine) emitAlert(a *cep.Alert, spec *DetectorSpec) {
 	e.alerts++
 	e.rec = Record{
 		Kind: record.KindAlert, Name: a.Detector, Key: a.Key,
-		State: a.State, TS: a.TS, Value: a.Value, Reason: a.Reason,
+		State: a.State, TS: a.TS, Value: a.Value, Score: a.Score, Reason: a.Reason,
 		Severity: spec.Severity, Labels: spec.Labels,
 	}
 	e.sink.Emit(&e.rec)

@@ -483,8 +483,8 @@ func TestDeadmanProcessingTime(t *testing.T) {
 		return c.take()
 	}
 	want := []string{
-		`{"type":"alert","detector":"dead","key":"a","state":"firing","ts":8000,"value":3,"reason":"no reading for 5s (last at 1970-01-01T00:00:03Z)"}`,
-		`{"type":"alert","detector":"dead","key":"b","state":"firing","ts":9000,"value":4,"reason":"no reading for 5s (last at 1970-01-01T00:00:04Z)"}`,
+		`{"type":"alert","detector":"dead","key":"a","state":"firing","ts":8000,"value":3,"score":0.5,"reason":"no reading for 5s (last at 1970-01-01T00:00:03Z)"}`,
+		`{"type":"alert","detector":"dead","key":"b","state":"firing","ts":9000,"value":4,"score":0.5,"reason":"no reading for 5s (last at 1970-01-01T00:00:04Z)"}`,
 	}
 	expect(t, ticks(e, c), want...)
 	if due := e.ProcessingDue(); due != math.MaxInt64 {
@@ -502,7 +502,7 @@ func TestDeadmanProcessingTime(t *testing.T) {
 	// passes it; b's silence in event time (4 s to 9 s) raises nothing more.
 	feed(t, e, "a@10000=5", "c@12000=6")
 	expect(t, c.take(),
-		`{"type":"alert","detector":"dead","key":"a","state":"resolved","ts":10000,"value":5,"reason":"reading again after 7s of silence (last at 1970-01-01T00:00:03Z)"}`)
+		`{"type":"alert","detector":"dead","key":"a","state":"resolved","ts":10000,"value":5,"score":0,"reason":"reading again after 7s of silence (last at 1970-01-01T00:00:03Z)"}`)
 }
 
 // Without processing_time a stopped input raises nothing: the watermark

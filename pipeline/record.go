@@ -32,6 +32,7 @@ type Record struct {
 
 	// Alerts.
 	State    string
+	Score    float64 // 0 to 1: how anomalous (cep's common scale)
 	Reason   string
 	Severity string            // written when set
 	Labels   map[string]string // written when set, keys sorted
@@ -90,6 +91,8 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 		dst = appendIntField(dst, "ts", r.TS)
 		dst = append(dst, `,"value":`...)
 		dst = record.AppendFloat(dst, r.Value)
+		dst = append(dst, `,"score":`...)
+		dst = record.AppendFloat(dst, r.Score)
 		dst = appendStrField(dst, "reason", r.Reason)
 		if r.Severity != "" {
 			dst = appendStrField(dst, "severity", r.Severity)

@@ -19,7 +19,7 @@ import (
 // rotates them.
 var (
 	windowKinds   = []string{"tumbling", "sliding", "session"}
-	detectorKinds = []string{"threshold", "zscore", "mad", "rate", "flatline", "deadman", "range", "pattern"}
+	detectorKinds = []string{"threshold", "zscore", "mad", "rate", "flatline", "deadman", "range", "pattern", "anomaly"}
 )
 
 func aggs(t testing.TB, names ...string) []pipeline.AggSpec {
@@ -82,7 +82,11 @@ func opSpec(t testing.TB, kind, name string, alt bool) (w *pipeline.WindowSpec, 
 	case "rate":
 		s.MaxRate = *num(10, 1)
 	case "flatline":
-		s.Duration, s.Tolerance = pick(20*time.Second, 3*time.Second), 0.001
+		s.Duration, s.Tolerance = pick(20*time.Second, 3*time.Second), cep.Tolerance{Value: 0.001}
+	case "anomaly":
+		if alt {
+			s.MinScore, s.Warmup = 0.9, 5
+		}
 	case "deadman":
 		s.Duration = pick(time.Minute, 2*time.Second)
 		s.ProcessingTime = alt

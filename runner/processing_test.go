@@ -178,9 +178,9 @@ func TestProcessingTimeDeadman(t *testing.T) {
 	g.at(r1, 70000, 1) // b fires
 	g.at(r1, 300000, 0)
 	want := []string{
-		`{"type":"alert","detector":"dead","key":"a","state":"firing","ts":1700000065000,"value":5,"reason":"no reading for 1m0s (last at 2023-11-14T22:13:25Z)","device":"gw","seq":1,"id":"` +
+		`{"type":"alert","detector":"dead","key":"a","state":"firing","ts":1700000065000,"value":5,"score":0.5,"reason":"no reading for 1m0s (last at 2023-11-14T22:13:25Z)","device":"gw","seq":1,"id":"` +
 			(&pipeline.Record{Kind: record.KindAlert, Name: "dead", Key: "a", TS: ptBase + 65000, State: "firing"}).ID("gw") + `"}`,
-		`{"type":"alert","detector":"dead","key":"b","state":"firing","ts":1700000070000,"value":10,"reason":"no reading for 1m0s (last at 2023-11-14T22:13:30Z)","device":"gw","seq":2,"id":"` +
+		`{"type":"alert","detector":"dead","key":"b","state":"firing","ts":1700000070000,"value":10,"score":0.5,"reason":"no reading for 1m0s (last at 2023-11-14T22:13:30Z)","device":"gw","seq":2,"id":"` +
 			(&pipeline.Record{Kind: record.KindAlert, Name: "dead", Key: "b", TS: ptBase + 70000, State: "firing"}).ID("gw") + `"}`,
 	}
 	sameLines(t, "alerts of the first run", bodies(r1.pending), want)

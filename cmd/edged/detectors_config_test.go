@@ -28,7 +28,7 @@ func TestDetectorsConfig(t *testing.T) {
 	episodes := []episode{
 		{"too warm", "room1/temp", min(32), min(38), []string{"too_warm"}},
 		{"probe fault", "room1/temp", min(50), min(50.5), []string{"probe_fault", "temp_jump"}},
-		{"power spike", "room1/power", min(60), min(60.5), []string{"power_unusual", "power_spike"}},
+		{"power spike", "room1/power", min(60), min(60.5), []string{"power_unusual", "power_zscore", "power_spike"}},
 		{"stuck probe", "room1/temp", min(89), min(91), []string{"stuck_probe"}},
 		{"door left open", "room1", min(110), min(116), []string{"door_then_warm", "door_left_open"}},
 		{"box silent", "room2/temp", min(154), min(156), []string{"box_silent"}},
@@ -84,8 +84,15 @@ func TestDetectorsConfig(t *testing.T) {
 		var r struct {
 			Type, Detector, Key, State, Reason string
 			TS                                 int64
+			Score                              *float64
 		}
-		if l == "" || json.Unmarshal([]byte(l), &r) != nil || r.Type != "alert" || r.State != "firing" {
+		if l == "" || json.Unmarshal([]byte(l), &r) != nil || r.Type != "alert" {
+			continue
+		}
+		if r.Score == nil || !(*r.Score >= 0 && *r.Score <= 1) {
+			t.Errorf("alert without a score in [0, 1]: %s", l)
+		}
+		if r.State != "firing" {
 			continue
 		}
 		ok := false

@@ -442,8 +442,8 @@ for_count = 3
 `)
 	so, _ := edgedOK(t, "replay", "-c", cfg, "--config-override", override)
 	want := []string{
-		`{"type":"alert","detector":"overheat","key":"boiler1","state":"firing","ts":1700000022000,"value":95,"reason":"value 95 > 80 for 3 readings"}`,
-		`{"type":"alert","detector":"overheat","key":"boiler1","state":"resolved","ts":1700000030000,"value":20,"reason":"value 20 back within the limit"}`,
+		`{"type":"alert","detector":"overheat","key":"boiler1","state":"firing","ts":1700000022000,"value":95,"score":0.997,"reason":"value 95 > 80 for 3 readings"}`,
+		`{"type":"alert","detector":"overheat","key":"boiler1","state":"resolved","ts":1700000030000,"value":20,"score":0,"reason":"value 20 back within the limit"}`,
 	}
 	for _, w := range want {
 		if !strings.Contains(so, w) {

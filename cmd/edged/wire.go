@@ -106,7 +106,9 @@ func detectorSpecs(cfg *config.Config) ([]pipeline.DetectorSpec, error) {
 		disp := fmt.Sprintf("detector[%d] %q", i, d.Name)
 		spec := cep.Spec{Name: d.Name, Type: d.Type, Above: d.Above, Below: d.Below, Hysteresis: d.Hysteresis,
 			ForCount: d.ForCount, ForDuration: d.ForDuration.D(), Sigma: d.Sigma, Window: d.Window.D(), Alpha: d.Alpha,
-			Warmup: d.Warmup, MaxRate: d.MaxRate, Duration: d.Duration.D(), Tolerance: d.Tolerance, Min: d.Min, Max: d.Max,
+			Warmup: d.Warmup, MaxRate: d.MaxRate, Duration: d.Duration.D(), Min: d.Min, Max: d.Max,
+			Tolerance: cep.Tolerance{Value: d.Tolerance.Value, Relative: d.Tolerance.Relative},
+			MinScore:  d.MinScore, ResolveCount: d.ResolveCount,
 			Renotify: d.Renotify.D(), ProcessingTime: d.ProcessingTime}
 		if d.Type == "pattern" {
 			spec.Pattern = &cep.PatternSpec{Steps: d.Steps, NotFollowedBy: d.NotFollowedBy, Within: d.Within.D(), Times: d.Times, MaxPartial: d.MaxPartial}

@@ -197,7 +197,7 @@ func TestDetectorRules(t *testing.T) {
 		{"missing name", "[[detector]]\ntype = \"threshold\"\nabove = 1\n", []string{`detector[0]: name: missing`}, 1},
 		{"invalid name", "[[detector]]\nname = \"#\"\ntype = \"threshold\"\nabove = 1\n", []string{`invalid name "#"`}, 2},
 		{"duplicate name", d + "type = \"threshold\"\nabove = 1\n" + d + "type = \"threshold\"\nbelow = 1\n", []string{`detector[1] "d": name: duplicate name "d"`}, 6},
-		{"missing type", d, []string{`type: missing: set type = "threshold", "zscore", "mad", "rate", "flatline", "deadman", "range" or "pattern"`}, 1},
+		{"missing type", d, []string{`type: missing: set type = "anomaly", "threshold", "zscore", "mad", "rate", "flatline", "deadman", "range" or "pattern"`}, 1},
 		{"invalid type", d + "type = \"spike\"\n", []string{`type: invalid value "spike"`}, 3},
 		{"threshold without bounds", d + "type = \"threshold\"\n", []string{`above: missing: a threshold detector needs above = N and/or below = N`}, 1},
 		{"processing_time on another type", d + "type = \"flatline\"\nduration = \"1m\"\nprocessing_time = true\n",
@@ -205,7 +205,7 @@ func TestDetectorRules(t *testing.T) {
 		{"processing_time without idleness", "[pipeline]\nidle_timeout = \"0s\"\n" + d + "type = \"deadman\"\nduration = \"1m\"\nprocessing_time = true\n",
 			[]string{`edged.toml:7: detector[0] "d": processing_time: processing_time needs idleness`, `set idle_timeout = "30s"`}, 7},
 		{"threshold nan", d + "type = \"threshold\"\nabove = nan\n", []string{`above: above must be a finite number`}, 4},
-		{"zscore without sigma", d + "type = \"zscore\"\nwindow = \"1h\"\n", []string{`sigma: a zscore detector needs sigma > 0`}, 1},
+		{"zscore zero sigma", d + "type = \"zscore\"\nwindow = \"1h\"\nsigma = 0.0\n", []string{`sigma: a zscore detector needs sigma > 0`}, 5},
 		{"zscore negative sigma", d + "type = \"zscore\"\nwindow = \"1h\"\nsigma = -1\n", []string{`sigma: a zscore detector needs sigma > 0`}, 5},
 		{"zscore without baseline", d + "type = \"zscore\"\nsigma = 3\n", []string{`window: missing: a zscore detector needs a baseline`}, 1},
 		{"zscore with both baselines", d + "type = \"zscore\"\nsigma = 3\nwindow = \"1h\"\nalpha = 0.1\n", []string{`alpha: a zscore detector takes window or alpha, not both`}, 6},
@@ -213,7 +213,68 @@ func TestDetectorRules(t *testing.T) {
 		{"alpha zero written", d + "type = \"zscore\"\nsigma = 3\nalpha = 0.0\n", []string{`invalid alpha 0`}, 5},
 		{"negative warmup", d + "type = \"zscore\"\nsigma = 3\nalpha = 0.1\nwarmup = -1\n", []string{`warmup: invalid warmup -1`}, 6},
 		{"bad match glob", d + "type = \"threshold\"\nabove = 1\nmatch = \"[\"\n", []string{`match: invalid glob "["`}, 5},
+		{"anomaly with sigma", d + "type = \"anomaly\"\nsigma = 4\n", []string{`sigma: an anomaly detector takes no sigma`, `set min_score`}, 4},
+		{"anomaly with window", d + "type = \"anomaly\"\nwindow = \"1h\"\n", []string{`window: an anomaly detector takes no window`}, 4},
+		{"min_score out of range", d + "type = \"anomaly\"\nmin_score = 1.5\n", []string{`min_score: invalid min_score 1.5: use a score between 0 and 1`}, 4},
+		{"min_score on deadman", d + "type = \"deadman\"\nduration = \"1m\"\nmin_score = 0.5\n", []string{`min_score: min_score is for detectors with graded scores`, `remove it from this deadman detector`}, 5},
+		{"resolve_count zero", d + "type = \"mad\"\nwindow = \"1h\"\nresolve_count = 0\n", []string{`resolve_count: invalid resolve_count 0: use 1 or more readings`}, 5},
+		{"resolve_count on threshold", d + "type = \"threshold\"\nabove = 1\nresolve_count = 3\n", []string{`resolve_count: resolve_count is for anomaly, zscore, mad and rate detectors (threshold has hysteresis)`}, 5},
+		{"tolerance on rate", d + "type = \"rate\"\nmax_rate = 1\ntolerance = 0.5\n", []string{`tolerance: tolerance is for anomaly, zscore, mad and flatline detectors`}, 5},
+		{"tolerance negative", d + "type = \"mad\"\nwindow = \"1h\"\ntolerance = -1\n", []string{`tolerance: invalid tolerance -1`}, 5},
+		{"tolerance bad percent", d + "type = \"mad\"\nwindow = \"1h\"\ntolerance = \"2 percent\"\n", []string{`tolerance: invalid tolerance "2 percent": use a number in the series' units (tolerance = 0.5) or a percentage of its level (tolerance = "2%")`}, 5},
+		{"tolerance wrong type", d + "type = \"mad\"\nwindow = \"1h\"\ntolerance = true\n", []string{`tolerance: expected a number such as 0.5 or a percentage such as "2%", got boolean true`}, 5},
 	})
+}
+
+// The keys of scores and the alert lifecycle reach the config as written:
+// a tolerance as a number or a percentage, min_score, resolve_count.
+func TestDetectorScoreKeys(t *testing.T) {
+	c, err := Parse("edged.toml", []byte(`[device]
+id = "gw"
+data_dir = "/tmp/x"
+[[source]]
+name = "s"
+type = "stdin"
+[[detector]]
+name = "a"
+type = "anomaly"
+min_score = 0.9
+resolve_count = 3
+tolerance = "2.5%"
+[[detector]]
+name = "m"
+type = "mad"
+window = "1h"
+tolerance = 2
+[[detector]]
+name = "z"
+type = "zscore"
+window = "1h"
+tolerance = 0.25
+[[output]]
+name = "o"
+type = "stdout"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, m, z := c.Detectors[0], c.Detectors[1], c.Detectors[2]
+	if a.MinScore != 0.9 || a.ResolveCount != 3 || a.Tolerance != (Tolerance{Value: 0.025, Relative: true}) {
+		t.Errorf("anomaly: %+v", a)
+	}
+	if m.Tolerance != (Tolerance{Value: 2}) || z.Tolerance != (Tolerance{Value: 0.25}) {
+		t.Errorf("tolerances: %+v %+v", m.Tolerance, z.Tolerance)
+	}
+	eff := string(c.Effective())
+	for _, want := range []string{`tolerance     = "2.5%"`, `min_score     = 0.9`, `resolve_count = 3`, `tolerance = 2.0`} {
+		if !strings.Contains(eff, want) {
+			t.Errorf("effective config lacks %q:\n%s", want, eff)
+		}
+	}
+	again, err := Parse("effective.toml", c.Effective())
+	if err != nil || again.Detectors[0].Tolerance != a.Tolerance || again.Detectors[1].Tolerance != m.Tolerance {
+		t.Errorf("effective config does not read back: %v", err)
+	}
 }
 
 func TestOutputAndLogRules(t *testing.T) {

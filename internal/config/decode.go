@@ -11,8 +11,9 @@ import (
 )
 
 var (
-	durationType = reflect.TypeFor[Duration]()
-	sizeType     = reflect.TypeFor[Size]()
+	durationType  = reflect.TypeFor[Duration]()
+	sizeType      = reflect.TypeFor[Size]()
+	toleranceType = reflect.TypeFor[Tolerance]()
 )
 
 // field is one TOML key of a struct.
@@ -121,6 +122,26 @@ func (d *decoder) value(l loc, key string, x any, v reflect.Value) {
 			return
 		}
 		v.SetInt(n)
+		return
+	case toleranceType:
+		var t Tolerance
+		switch n := x.(type) {
+		case float64:
+			t.Value = n
+		case int64:
+			t.Value = float64(n)
+		default:
+			s, ok := d.str(l, x, `a number such as 0.5 or a percentage such as "2%"`, secret)
+			if !ok {
+				return
+			}
+			var err error
+			if t, err = ParseTolerance(s); err != nil {
+				d.m.add(l, "%v", err)
+				return
+			}
+		}
+		v.Set(reflect.ValueOf(t))
 		return
 	}
 

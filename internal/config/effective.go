@@ -132,6 +132,12 @@ func literal(key string, v reflect.Value) string {
 	case sizeType:
 		t, _ := Size(v.Int()).MarshalText()
 		return quote(string(t))
+	case toleranceType:
+		t := v.Interface().(Tolerance)
+		if t.Relative {
+			return quote(t.String())
+		}
+		return formatFloat(t.Value)
 	}
 	switch v.Kind() {
 	case reflect.String:

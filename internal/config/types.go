@@ -272,7 +272,7 @@ type Window struct {
 // defined here; the cep package documents the rest.
 type Detector struct {
 	Name  string   `toml:"name"`
-	Type  string   `toml:"type"` // threshold | zscore | mad | rate | flatline | deadman | range | pattern
+	Type  string   `toml:"type"` // anomaly | threshold | zscore | mad | rate | flatline | deadman | range | pattern
 	Match string   `toml:"match"`
 	Above *float64 `toml:"above"`
 	Below *float64 `toml:"below"`
@@ -295,9 +295,12 @@ type Detector struct {
 	ForDuration Duration `toml:"for_duration"` // threshold: event time the condition holds
 	MaxRate     float64  `toml:"max_rate"`     // rate: |change| per second
 	Duration    Duration `toml:"duration"`     // flatline, deadman
-	Tolerance   float64  `toml:"tolerance"`    // flatline
-	Min         *float64 `toml:"min"`          // range
-	Max         *float64 `toml:"max"`          // range
+	// Tolerance: flatline, changes within it count as stuck; zscore, mad,
+	// anomaly: smaller deviations never fire. A number in the series'
+	// units, or "2%" of its level.
+	Tolerance Tolerance `toml:"tolerance"`
+	Min       *float64  `toml:"min"` // range
+	Max       *float64  `toml:"max"` // range
 
 	// ProcessingTime (deadman): also fire in processing time while the
 	// whole input stopped (every source idle, the watermark standing
@@ -311,6 +314,13 @@ type Detector struct {
 	Within        Duration `toml:"within"`
 	Times         int      `toml:"times"`
 	MaxPartial    int      `toml:"max_partial"`
+
+	// MinScore (threshold, zscore, mad, rate, anomaly): fire only when the
+	// alert's score (0 to 1) is at least this; anomaly's default 0.75.
+	MinScore float64 `toml:"min_score"`
+	// ResolveCount (zscore, mad, rate, anomaly): readings in a row back
+	// within bounds before a firing alert resolves; default 10.
+	ResolveCount int `toml:"resolve_count"`
 
 	// The alert lifecycle.
 	Renotify Duration          `toml:"renotify"` // send "firing" again every so often while it holds

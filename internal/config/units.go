@@ -114,3 +114,31 @@ func ParseSize(s string) (int64, error) {
 	}
 	return int64(n * mult), nil
 }
+
+// Tolerance is a detector's tolerance: a number in the series' units
+// (tolerance = 0.5), or a string with a percent sign, relative to the
+// series' typical level (tolerance = "2%": Value 0.02, Relative).
+type Tolerance struct {
+	Value    float64
+	Relative bool
+}
+
+// String writes t as in the config file.
+func (t Tolerance) String() string {
+	if t.Relative {
+		return strconv.FormatFloat(t.Value*100, 'g', -1, 64) + "%"
+	}
+	return strconv.FormatFloat(t.Value, 'g', -1, 64)
+}
+
+// ParseTolerance reads a relative tolerance such as "2%" or "0.5 %".
+func ParseTolerance(s string) (Tolerance, error) {
+	num, ok := strings.CutSuffix(strings.TrimSpace(s), "%")
+	if ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+		if err == nil && f >= 0 && f <= 1e6 {
+			return Tolerance{Value: f / 100, Relative: true}, nil
+		}
+	}
+	return Tolerance{}, fmt.Errorf("invalid tolerance %q: use a number in the series' units (tolerance = 0.5) or a percentage of its level (tolerance = \"2%%\")", s)
+}

@@ -23,7 +23,7 @@ var (
 	tsUnits       = []string{"s", "ms", "us", "ns", "auto"}
 	windowTypes   = []string{"tumbling", "sliding", "session"}
 	keyBys        = []string{"sensor_metric", "sensor", "metric", "source", "global"}
-	detectorTypes = []string{"threshold", "zscore", "mad", "rate", "flatline", "deadman", "range", "pattern"}
+	detectorTypes = []string{"anomaly", "threshold", "zscore", "mad", "rate", "flatline", "deadman", "range", "pattern"}
 	outputTypes   = []string{"mqtt", "file", "stdout"}
 	logLevels     = []string{"debug", "info", "warn", "error"}
 	logFormats    = []string{"text", "json"}
@@ -548,6 +548,7 @@ func (v validator) detector(l loc, d *Detector) {
 	if !v.oneOf(l.child("type"), d.Type, detectorTypes, true) {
 		return
 	}
+	v.detectorScores(l, d)
 	if d.ProcessingTime && d.Type != "deadman" {
 		v.add(l.child("processing_time"), `processing_time is only for type = "deadman" (a key silent while the whole input stopped): remove it from this %s detector`, d.Type)
 	}
@@ -556,9 +557,18 @@ func (v validator) detector(l loc, d *Detector) {
 		if d.Above == nil && d.Below == nil {
 			v.add(l.child("above"), "missing: a threshold detector needs above = N and/or below = N")
 		}
+	case "anomaly":
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"sigma", d.Sigma != 0}, {"window", d.Window != 0}, {"alpha", d.Alpha != 0}} {
+			if kl := l.child(k.key); v.set(kl, k.set) {
+				v.add(kl, "an anomaly detector takes no %s: it learns each key's normal by itself; remove it, and set min_score (0 to 1, default 0.75) to change what fires", k.key)
+			}
+		}
 	case "zscore":
-		if !(d.Sigma > 0) {
-			v.add(l.child("sigma"), "a zscore detector needs sigma > 0, e.g. sigma = 3.0")
+		if sl := l.child("sigma"); v.set(sl, d.Sigma != 0) && !(d.Sigma > 0) {
+			v.add(sl, "a zscore detector needs sigma > 0, e.g. sigma = 4.0 (the default)")
 		}
 		hasWindow, hasAlpha := v.set(wl, d.Window != 0), v.set(al, d.Alpha != 0)
 		switch {
@@ -568,6 +578,37 @@ func (v validator) detector(l loc, d *Detector) {
 			v.add(al, "a zscore detector takes window or alpha, not both: remove one")
 		case hasWindow && d.Window <= 0:
 			v.add(wl, `must be more than 0, e.g. window = "1h"`)
+		}
+	}
+}
+
+// detectorScores checks the keys of the scores and the alert lifecycle
+// (min_score, resolve_count, tolerance) and that the detector's type has
+// a use for them.
+func (v validator) detectorScores(l loc, d *Detector) {
+	has := func(types ...string) bool { return slices.Contains(types, d.Type) }
+	if ml := l.child("min_score"); v.set(ml, d.MinScore != 0) {
+		switch {
+		case !has("anomaly", "threshold", "zscore", "mad", "rate"):
+			v.add(ml, "min_score is for detectors with graded scores (anomaly, threshold, zscore, mad, rate): remove it from this %s detector", d.Type)
+		case !(d.MinScore >= 0 && d.MinScore <= 1):
+			v.add(ml, "invalid min_score %v: use a score between 0 and 1, e.g. 0.75", d.MinScore)
+		}
+	}
+	if rl := l.child("resolve_count"); v.set(rl, d.ResolveCount != 0) {
+		switch {
+		case !has("anomaly", "zscore", "mad", "rate"):
+			v.add(rl, "resolve_count is for anomaly, zscore, mad and rate detectors (threshold has hysteresis): remove it from this %s detector", d.Type)
+		case d.ResolveCount < 1:
+			v.add(rl, "invalid resolve_count %d: use 1 or more readings (default 10)", d.ResolveCount)
+		}
+	}
+	if tl := l.child("tolerance"); v.set(tl, d.Tolerance != Tolerance{}) {
+		switch {
+		case !has("anomaly", "zscore", "mad", "flatline"):
+			v.add(tl, "tolerance is for anomaly, zscore, mad and flatline detectors: remove it from this %s detector", d.Type)
+		case !(d.Tolerance.Value >= 0) || math.IsInf(d.Tolerance.Value, 0):
+			v.add(tl, "invalid tolerance %v: use a number >= 0 in the series' units, or a percentage such as \"2%%\"", d.Tolerance)
 		}
 	}
 }
