@@ -125,6 +125,8 @@ fuzz:
 	$(GO) test ./record -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	@for t in $$($(GO) test -list 'Fuzz.*' ./internal/mqttconn | grep ^Fuzz); do \
 		echo "== mqttconn $$t"; $(GO) test ./internal/mqttconn -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in $$($(GO) test -list 'Fuzz.*' ./cep | grep ^Fuzz); do \
+		echo "== cep $$t"; $(GO) test ./cep -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 clean:
 	rm -rf $(DIST)

@@ -26,7 +26,9 @@
 // Durations are strings with units ("500ms", "10s", "1m30s", "1d"); event-time
 // durations (window sizes, lateness, out-of-orderness) must be whole
 // milliseconds. Sizes are strings such as "256MiB" or integers (bytes).
-// A float key also takes an integer (above = 80).
+// A float key also takes an integer (above = 80). A detector's tolerance is
+// a number in the series' units (tolerance = 0.5) or a percentage of its
+// level (tolerance = "2%").
 //
 // # Environment variables
 //
