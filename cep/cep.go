@@ -15,6 +15,18 @@
 // plain data with explicit encoding (AppendState, RestoreState), so that
 // checkpoints can store it and a restart continues exactly.
 //
+// # Scores and the alert lifecycle
+//
+// Every alert carries a score from 0 to 1, on one scale for every
+// detector (score.go): min_score sets what fires across detectors alike.
+// The statistical detectors (zscore, mad, anomaly) never divide by a
+// spread of zero: a floor learned from the series (its quantization step,
+// a small fraction of its level) keeps flat and quantized series from
+// turning every change into an infinite deviation. zscore, mad, rate and
+// anomaly resolve an alert only after resolve_count readings back within
+// bounds, so an anomaly is one alert, not a storm. anomaly (anomaly.go) is
+// the detector that needs no tuning.
+//
 // cep knows nothing of bbolt or MQTT.
 package cep
 
