@@ -65,16 +65,20 @@ type MQTT struct {
 // outStats are an output's counters, read with Stats.
 type outStats struct {
 	sent, acked, reconnects atomic.Int64
+	duplicates              atomic.Int64 // acknowledged as already stored (JetStream)
 	cursor, boundary        atomic.Uint64
 	mu                      sync.Mutex
 	lastErr                 string
 	lastErrAt               time.Time
 }
 
-// Stats are an MQTT output's figures for inspect and /metrics.
+// Stats are an output's figures for inspect and /metrics.
 type Stats struct {
 	Sent, Acked, Reconnects int64
-	Cursor                  uint64
+	// Duplicates are records the server acknowledged as already stored
+	// (a JetStream PubAck with duplicate set): delivered, counted in Acked.
+	Duplicates int64
+	Cursor     uint64
 	// Boundary is the outbox position at the last (re)connect: records
 	// after it went out live, those up to it as the backlog.
 	Boundary  uint64
@@ -83,17 +87,21 @@ type Stats struct {
 }
 
 // Stats returns the output's counters.
-func (m *MQTT) Stats() Stats {
-	m.stats.mu.Lock()
-	defer m.stats.mu.Unlock()
-	return Stats{Sent: m.stats.sent.Load(), Acked: m.stats.acked.Load(), Reconnects: m.stats.reconnects.Load(),
-		Cursor: m.stats.cursor.Load(), Boundary: m.stats.boundary.Load(), LastErr: m.stats.lastErr, LastErrAt: m.stats.lastErrAt}
+func (m *MQTT) Stats() Stats { return m.stats.snapshot() }
+
+func (m *MQTT) setErr(err error) { m.stats.setErr(err) }
+
+func (s *outStats) snapshot() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Sent: s.sent.Load(), Acked: s.acked.Load(), Reconnects: s.reconnects.Load(), Duplicates: s.duplicates.Load(),
+		Cursor: s.cursor.Load(), Boundary: s.boundary.Load(), LastErr: s.lastErr, LastErrAt: s.lastErrAt}
 }
 
-func (m *MQTT) setErr(err error) {
-	m.stats.mu.Lock()
-	m.stats.lastErr, m.stats.lastErrAt = err.Error(), time.Now()
-	m.stats.mu.Unlock()
+func (s *outStats) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr, s.lastErrAt = err.Error(), time.Now()
+	s.mu.Unlock()
 }
 
 // Name returns the output's name.
@@ -160,11 +168,23 @@ func (m *MQTT) Run(ctx context.Context) error {
 // fill expands a topic template for r: {device}, {window} and {detector}
 // (the record's window or detector), {key}, {type}, {state}.
 func (m *MQTT) fill(tmpl string, r *store.Record) string {
+	return fill(tmpl, m.Device, r, func(field, v string) string {
+		if field == "key" {
+			return topicSafe(v)
+		}
+		return v
+	})
+}
+
+// fill expands a template for r: {device} (device), {window} and
+// {detector} (the record's window or detector), {key}, {type}, {state};
+// safe(field, value) makes a value fit where it goes.
+func fill(tmpl, device string, r *store.Record, safe func(field, v string) string) string {
 	if strings.IndexByte(tmpl, '{') < 0 {
 		return tmpl
 	}
 	var b strings.Builder
-	b.Grow(len(tmpl) + len(m.Device) + len(r.Name) + len(r.Key))
+	b.Grow(len(tmpl) + len(device) + len(r.Name) + len(r.Key))
 	for {
 		i := strings.IndexByte(tmpl, '{')
 		j := strings.IndexByte(tmpl[max(i, 0):], '}')
@@ -175,15 +195,15 @@ func (m *MQTT) fill(tmpl string, r *store.Record) string {
 		b.WriteString(tmpl[:i])
 		switch name := tmpl[i+1 : i+j]; name {
 		case "device":
-			b.WriteString(m.Device)
+			b.WriteString(safe(name, device))
 		case "window", "detector":
-			b.WriteString(r.Name)
+			b.WriteString(safe(name, r.Name))
 		case "key":
-			b.WriteString(topicSafe(r.Key))
+			b.WriteString(safe(name, r.Key))
 		case "type":
-			b.WriteString(record.Kind(r.Kind).String())
+			b.WriteString(safe(name, record.Kind(r.Kind).String()))
 		case "state":
-			b.WriteString(stateOf(r))
+			b.WriteString(safe(name, stateOf(r)))
 		default:
 			b.WriteString(tmpl[i : i+j+1])
 		}
@@ -623,11 +643,19 @@ func stateOf(r *store.Record) string {
 
 // saveStatus records the output's figures in the store for edged inspect.
 func (m *MQTT) saveStatus(connected bool, rate float64) {
-	st := m.Stats()
-	b, _ := json.Marshal(map[string]any{
+	saveStatus(m.Store, m.OutName, m.Stats(), connected, rate)
+}
+
+// saveStatus records an output's figures in the store for edged inspect.
+func saveStatus(s *store.Store, name string, st Stats, connected bool, rate float64) {
+	fields := map[string]any{
 		"updated": time.Now().UnixMilli(), "connected": connected, "records_per_s": math.Round(rate*10) / 10,
 		"sent": st.Sent, "acked": st.Acked, "reconnects": st.Reconnects,
 		"last_error": st.LastErr, "last_error_at": st.LastErrAt.UnixMilli(),
-	})
-	m.Store.SetOutputStatus(m.OutName, b)
+	}
+	if st.Duplicates > 0 {
+		fields["duplicates"] = st.Duplicates
+	}
+	b, _ := json.Marshal(fields)
+	s.SetOutputStatus(name, b)
 }

@@ -34,6 +34,18 @@ func outputs(cfg *config.Config, st *store.Store, log *slog.Logger) ([]uplink.Ou
 				m.HAPrefix = o.HAPrefix
 			}
 			outs = append(outs, m)
+		case "jetstream":
+			outs = append(outs, &uplink.JetStream{OutName: o.Name, Device: cfg.Device.ID, URL: o.URL, Subject: o.Subject, Stream: o.Stream,
+				CreateStream: *o.CreateStream, DuplicateWindow: o.DuplicateWindow.D(), ClientName: o.ClientID,
+				Username: o.Username, Password: o.Password, Credentials: o.Credentials, NKey: o.NKey,
+				TLSCA: o.TLSCA, TLSCert: o.TLSCert, TLSKey: o.TLSKey, Insecure: o.TLSInsecure,
+				Inflight: o.Inflight, BacklogRate: *o.BacklogRate, LiveFirst: *o.LiveFirst, Store: st, Logger: log})
+		case "kafka":
+			k, err := kafkaOutput(cfg, o, st, log)
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, k)
 		}
 	}
 	return outs, st.RegisterOutputs(names)

@@ -282,8 +282,8 @@ func TestOutputAndLogRules(t *testing.T) {
 	runProblemCases(t, []problemCase{
 		{"missing name", "[[output]]\ntype = \"stdout\"\n", []string{`output[0]: name: missing`}, 1},
 		{"duplicate name", o + "type = \"stdout\"\n" + o + "type = \"stdout\"\n", []string{`output[1] "cloud": name: duplicate name "cloud"`}, 5},
-		{"missing type", o, []string{`type: missing: set type = "mqtt", "file" or "stdout"`}, 1},
-		{"invalid type", o + "type = \"kafka\"\n", []string{`invalid value "kafka"`}, 3},
+		{"missing type", o, []string{`type: missing: set type = "mqtt", "file", "stdout", "jetstream" or "kafka"`}, 1},
+		{"invalid type", o + "type = \"amqp\"\n", []string{`invalid value "amqp"`}, 3},
 		{"mqtt without broker", o + "type = \"mqtt\"\ntopic = \"t\"\n", []string{`output[0] "cloud": broker: missing: an mqtt output needs a broker`}, 1},
 		{"mqtt topic wildcard", o + "type = \"mqtt\"\nbroker = \"ssl://b:8883\"\ntopic = \"edged/#\"\n", []string{`topic: invalid topic "edged/#": the wildcards + and # cannot be used when publishing`}, 5},
 		{"mqtt qos", o + "type = \"mqtt\"\nbroker = \"ssl://b:8883\"\ntopic = \"t\"\nqos = -1\n", []string{`qos: invalid qos -1`}, 6},

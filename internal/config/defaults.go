@@ -182,6 +182,10 @@ func (c *Config) setDefaults(m *meta) {
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
 		at := "output." + strconv.Itoa(i) + "."
+		if o.Type == "jetstream" || o.Type == "kafka" {
+			fleetDefaults(o, func(key string, zero bool) bool { return unset(at+key, zero) })
+			continue
+		}
 		if o.Type != "mqtt" {
 			continue
 		}
@@ -227,5 +231,43 @@ func (c *Config) setDefaults(m *meta) {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat
+	}
+}
+
+// fleetDefaults fills in a jetstream or kafka output's defaults; unset
+// reports whether a key of the output is absent from the file.
+func fleetDefaults(o *Output, unset func(key string, zero bool) bool) {
+	t := true
+	if o.LiveFirst == nil {
+		o.LiveFirst = &t
+	}
+	if unset("inflight", o.Inflight == 0) {
+		o.Inflight = 256
+	}
+	if o.BacklogRate == nil {
+		r := 500.0
+		o.BacklogRate = &r
+	}
+	switch o.Type {
+	case "jetstream":
+		if unset("subject", o.Subject == "") {
+			o.Subject = "edged.{device}.{type}"
+		}
+		if unset("stream", o.Stream == "") {
+			o.Stream = "EDGED"
+		}
+		if o.CreateStream == nil {
+			o.CreateStream = &t
+		}
+		if unset("duplicate_window", o.DuplicateWindow == 0) {
+			o.DuplicateWindow = Duration(2 * time.Minute)
+		}
+	case "kafka":
+		if unset("topic", o.Topic == "") {
+			o.Topic = "edged"
+		}
+		if o.SASLMechanism == "" && o.Username != "" {
+			o.SASLMechanism = "plain"
+		}
 	}
 }

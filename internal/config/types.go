@@ -331,10 +331,12 @@ type Detector struct {
 // Output is one destination of records.
 type Output struct {
 	Name   string `toml:"name"`
-	Type   string `toml:"type"` // mqtt | file | stdout
+	Type   string `toml:"type"` // mqtt | file | stdout | jetstream | kafka
 	Broker string `toml:"broker"`
 	// Topic is the template of window and late records' topics:
 	// {device}, {window}, {key}, {type}. Default "edged/{device}/{window}/{key}".
+	// For kafka, the template of every record's topic (also {detector},
+	// {state}); default "edged".
 	Topic string `toml:"topic"`
 	// AlertTopic is the template of alerts' topics: {device}, {detector},
 	// {key}, {state}. Default "edged/{device}/alerts/{detector}/{key}".
@@ -375,6 +377,48 @@ type Output struct {
 	// "homeassistant"), so they appear in Home Assistant as sensors.
 	HADiscovery bool   `toml:"ha_discovery"`
 	HAPrefix    string `toml:"ha_prefix"`
+
+	// Fleet outputs (jetstream, kafka): store-and-forward to a broker that a
+	// central engine reads; docs/fleet.md. They share username, password,
+	// tls_*, inflight (default 256) and backlog_rate with mqtt.
+
+	// LiveFirst sends, after an outage, the records committed since the
+	// reconnect before the backlog (as mqtt does). false sends every
+	// device's records in seq order, which a consumer that keeps one seq
+	// per device needs. Default true.
+	LiveFirst *bool `toml:"live_first"`
+
+	// URL is a jetstream output's server: nats://, tls://, ws:// or wss://,
+	// several separated by commas.
+	URL string `toml:"url"`
+	// Subject is the template of a jetstream output's subjects: {device},
+	// {type}, {window}, {detector}, {key}, {state}. Default
+	// "edged.{device}.{type}".
+	Subject string `toml:"subject"`
+	// Stream is the JetStream stream the records go to. Default "EDGED".
+	Stream string `toml:"stream"`
+	// CreateStream creates Stream (file storage, the subjects of Subject,
+	// DuplicateWindow) when it does not exist. Default true.
+	CreateStream *bool `toml:"create_stream"`
+	// DuplicateWindow is how long the stream remembers a Nats-Msg-Id: set
+	// it to the longest outage expected. Used when edged creates the
+	// stream; an existing stream with a shorter one gets a warning in the
+	// log. Default "2m" (JetStream's own default).
+	DuplicateWindow Duration `toml:"duplicate_window"`
+	// Credentials is a NATS credentials file (JWT and nkey seed); NKey an
+	// nkey seed file.
+	Credentials string `toml:"credentials"`
+	NKey        string `toml:"nkey"`
+
+	// Brokers are a kafka output's seed brokers, host:port.
+	Brokers []string `toml:"brokers"`
+	// TLS turns on TLS to the Kafka brokers (also on when tls_ca or
+	// tls_cert is set).
+	TLS bool `toml:"tls"`
+	// SASLMechanism authenticates to Kafka with username and password:
+	// "plain", "scram-sha-256" or "scram-sha-512". Default "plain" when a
+	// username is set.
+	SASLMechanism string `toml:"sasl_mechanism"`
 }
 
 // Log configures the daemon's own logging.

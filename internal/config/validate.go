@@ -24,7 +24,7 @@ var (
 	windowTypes   = []string{"tumbling", "sliding", "session"}
 	keyBys        = []string{"sensor_metric", "sensor", "metric", "source", "global"}
 	detectorTypes = []string{"anomaly", "threshold", "zscore", "mad", "rate", "flatline", "deadman", "range", "pattern"}
-	outputTypes   = []string{"mqtt", "file", "stdout"}
+	outputTypes   = []string{"mqtt", "file", "stdout", "jetstream", "kafka"}
 	logLevels     = []string{"debug", "info", "warn", "error"}
 	logFormats    = []string{"text", "json"}
 	brokerSchemes = []string{"tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss"}
@@ -618,7 +618,10 @@ func (v validator) output(l loc, o *Output) {
 	if !v.oneOf(l.child("type"), o.Type, outputTypes, true) {
 		return
 	}
+	v.foreignKeys(l, o.Type)
 	switch o.Type {
+	case "jetstream", "kafka":
+		v.fleet(l, o)
 	case "mqtt":
 		v.broker(l.child("broker"), o.Broker, "mqtt output")
 		for _, t := range []struct{ key, val string }{{"topic", o.Topic}, {"alert_topic", o.AlertTopic}, {"batch_topic", o.BatchTopic},

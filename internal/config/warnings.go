@@ -10,8 +10,8 @@ import (
 
 // Warnings returns what is valid but unsafe in the config, one line each in
 // the form of problems ("file:line: what, and how to fix it"): an HTTP
-// endpoint reachable from the network without a token, and MQTT without
-// TLS to a broker that is not on this machine. `edged check` prints them;
+// endpoint reachable from the network without a token, and MQTT, NATS or
+// Kafka without TLS to a server that is not on this machine. `edged check` prints them;
 // they do not make the config invalid. They never contain a secret.
 func (c *Config) Warnings() []string {
 	var ws []string
@@ -48,6 +48,10 @@ func (c *Config) Warnings() []string {
 	}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
+		if key, what, hp, fix, ok := fleetPlain(o); ok {
+			add("output."+strconv.Itoa(i)+"."+key, "output %q: %s without TLS to %s: the records%s cross the network in clear and can be read or changed on the way; %s",
+				o.Name, what, hp, andCredentials(o.URL, o.Username, o.Password), fix)
+		}
 		if o.Type != "mqtt" {
 			continue
 		}

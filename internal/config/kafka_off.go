@@ -1,0 +1,7 @@
+//go:build !kafka
+
+package config
+
+// kafkaBuilt reports whether this build has the kafka output (the kafka
+// build tag: make build TAGS=kafka, the edged-kafka package).
+const kafkaBuilt = false
