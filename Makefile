@@ -9,18 +9,26 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 DATE     ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 DIST     := dist
+# TAGS are build tags: TAGS=kafka adds the Kafka output (make build
+# TAGS=kafka, make cross TAGS=kafka, make deb TAGS=kafka). A tagged build's
+# files carry the tag: dist/edged-kafka, edged-kafka-linux-arm64,
+# edged-kafka_<version>_arm64.deb.
+TAGS     ?=
+empty    :=
+space    := $(empty) $(empty)
+VARIANT  := $(if $(strip $(TAGS)),-$(subst $(space),-,$(strip $(TAGS))))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # test-arm: the packages it runs under qemu user emulation, and the emulators.
 ARM_PKGS   := ./store/... ./pipeline/... ./internal/sketch/... ./sensors/...
 QEMU_ARM   ?= $(firstword $(shell command -v qemu-arm-static qemu-arm 2>/dev/null) qemu-arm-static)
 QEMU_ARM64 ?= $(firstword $(shell command -v qemu-aarch64-static qemu-aarch64 2>/dev/null) qemu-aarch64-static)
 
-.PHONY: all build test test-race test-crash test-integration test-arm bench bench-go bench-e2e bench-footprint bench-wear eval-detectors cross lint fuzz clean
+.PHONY: all build test test-kafka cross-default test-race test-crash test-integration test-arm bench bench-go bench-e2e bench-footprint bench-wear eval-detectors cross lint fuzz clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/edged ./cmd/edged
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(DIST)/edged$(VARIANT) ./cmd/edged
 
 # The README's test command: every package's tests, then the ARM pass when
 # qemu-user-static is installed, then the firmware tests when mosquitto and
@@ -28,12 +36,19 @@ build:
 # firmware-test runs, and says what it skips.
 test:
 	$(GO) test -count=1 $(PKG)
+	$(MAKE) --no-print-directory test-kafka
 	@if command -v $(QEMU_ARM) >/dev/null && command -v $(QEMU_ARM64) >/dev/null; then \
 		$(MAKE) --no-print-directory test-arm test-armv6 || exit 1; \
 		if command -v socat >/dev/null && test -x /usr/sbin/mosquitto; then \
 			$(MAKE) --no-print-directory firmware-e2e || exit 1; \
 		else echo "make test: SKIPPING the firmware tests (socat or /usr/sbin/mosquitto not installed; make firmware-test)"; fi; \
 	else echo "make test: SKIPPING the ARM pass and the firmware tests (qemu-user-static not installed; make test-arm, make firmware-test)"; fi
+
+# The kafka build: it compiles, and the Kafka output's and its config's
+# tests pass (against franz-go's in-process Kafka, kfake).
+test-kafka:
+	$(GO) build -tags kafka ./...
+	$(GO) test -count=1 -tags kafka ./uplink ./internal/config
 
 test-race:
 	$(GO) test -race -count=1 $(PKG)
@@ -89,14 +104,21 @@ bench-wear: build
 	./scripts/bench-wear.sh $(DIST)/edged 1s 30s
 
 # Static binaries for the gateways: arm64, armv7 (Pi 2/3, 32-bit OS),
-# armv6 (Pi Zero/1) and amd64.
+# armv6 (Pi Zero/1) and amd64; then the same with the Kafka output
+# (dist/edged-kafka-linux-*; the kafka build tag adds franz-go, about 4 MiB).
+# make cross TAGS=kafka builds only the Kafka ones; cross-default only the
+# default ones.
 cross:
+	@$(MAKE) --no-print-directory cross-default
+	@if [ -z "$(TAGS)" ]; then $(MAKE) --no-print-directory cross-default TAGS=kafka; fi
+	@ls -l $(DIST)/edged-linux-* $(DIST)/edged-kafka-linux-* 2>/dev/null | awk '{printf "%-34s %6.2f MiB\n", $$9, $$5/1048576}'
+
+cross-default:
 	@mkdir -p $(DIST)
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64         $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/edged-linux-arm64 ./cmd/edged
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7   $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/edged-linux-armv7 ./cmd/edged
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6   $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/edged-linux-armv6 ./cmd/edged
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64         $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/edged-linux-amd64 ./cmd/edged
-	@ls -l $(DIST)/edged-linux-* | awk '{printf "%-28s %6.2f MiB\n", $$9, $$5/1048576}'
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64         $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(DIST)/edged$(VARIANT)-linux-arm64 ./cmd/edged
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7   $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(DIST)/edged$(VARIANT)-linux-armv7 ./cmd/edged
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6   $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(DIST)/edged$(VARIANT)-linux-armv6 ./cmd/edged
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64         $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(DIST)/edged$(VARIANT)-linux-amd64 ./cmd/edged
 
 # The arm64 binary built twice, the second time with an empty build cache,
 # must be byte for byte the same (-trimpath, commit date, no build paths).
@@ -113,7 +135,9 @@ lint:
 	@files=$$(gofmt -l .); if [ -n "$$files" ]; then echo "not gofmt-ed (run gofmt -w):"; echo "$$files"; exit 1; fi
 	$(GO) vet $(PKG)
 	GOARCH=arm $(GO) vet $(PKG)
+	$(GO) vet -tags kafka ./uplink ./cmd/edged ./internal/config
 	$(GO) run $(STATICCHECK) $(PKG)
+	$(GO) run $(STATICCHECK) -tags kafka ./uplink ./cmd/edged ./internal/config
 
 # A short run of every fuzz target (go test allows one target per run).
 FUZZTIME ?= 20s
@@ -138,6 +162,8 @@ clean:
 # The binaries are those of make cross (same names, same flags).
 # DEB_ARCHES picks some of them; DEB_MAINTAINER sets the Maintainer field;
 # DEB_XZ_LEVEL the xz level (dpkg's default 6; the tests use 0, faster).
+# make deb TAGS=kafka builds dist/edged-kafka_<version>_<arch>.deb: the
+# package edged-kafka, with the Kafka output, which replaces edged.
 .PHONY: deb
 DEB_ARCHES ?= arm64 armhf amd64
 DEB_MAINTAINER ?= edged maintainers <edged@localhost>
@@ -146,14 +172,14 @@ deb:
 	@mkdir -p $(DIST)
 	@debs=; for a in $(DEB_ARCHES); do \
 		case $$a in \
-		arm64) goenv="GOARCH=arm64"; bin=edged-linux-arm64;; \
-		armhf) goenv="GOARCH=arm GOARM=6"; bin=edged-linux-armv6;; \
-		amd64) goenv="GOARCH=amd64"; bin=edged-linux-amd64;; \
+		arm64) goenv="GOARCH=arm64"; bin=edged$(VARIANT)-linux-arm64;; \
+		armhf) goenv="GOARCH=arm GOARM=6"; bin=edged$(VARIANT)-linux-armv6;; \
+		amd64) goenv="GOARCH=amd64"; bin=edged$(VARIANT)-linux-amd64;; \
 		*) echo "deb: unknown architecture $$a (arm64, armhf or amd64)" >&2; exit 2;; \
 		esac; \
-		echo "CGO_ENABLED=0 GOOS=linux $$goenv $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$bin ./cmd/edged"; \
-		env CGO_ENABLED=0 GOOS=linux $$goenv $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$bin ./cmd/edged || exit 1; \
-		deb=$$(GO='$(GO)' DEB_MAINTAINER='$(DEB_MAINTAINER)' DEB_XZ_LEVEL='$(DEB_XZ_LEVEL)' \
+		echo "CGO_ENABLED=0 GOOS=linux $$goenv $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(DIST)/$$bin ./cmd/edged"; \
+		env CGO_ENABLED=0 GOOS=linux $$goenv $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(DIST)/$$bin ./cmd/edged || exit 1; \
+		deb=$$(GO='$(GO)' DEB_PACKAGE='edged$(VARIANT)' DEB_MAINTAINER='$(DEB_MAINTAINER)' DEB_XZ_LEVEL='$(DEB_XZ_LEVEL)' \
 			packaging/build-deb.sh $$a $(DIST)/$$bin '$(VERSION)' $(DIST)) || exit 1; \
 		debs="$$debs $$deb"; \
 	done; \
@@ -173,7 +199,7 @@ deb:
 FIRMWARE_TARGETS ?= arm64=$(CURDIR)/$(DIST)/edged-linux-arm64 $(QEMU_ARM64);armv7=$(CURDIR)/$(DIST)/edged-linux-armv7 $(QEMU_ARM);armv6=$(CURDIR)/$(DIST)/edged-linux-armv6 $(QEMU_ARM) -cpu arm1176
 firmware-test: test-arm test-armv6 firmware-e2e
 
-firmware-e2e: cross
+firmware-e2e: cross-default
 	@command -v $(QEMU_ARM) >/dev/null && command -v $(QEMU_ARM64) >/dev/null || \
 		{ echo "firmware-e2e: $(QEMU_ARM) or $(QEMU_ARM64) not found: apt-get install qemu-user-static" >&2; exit 1; }
 	@command -v socat >/dev/null && test -x /usr/sbin/mosquitto || \

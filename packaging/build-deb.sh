@@ -24,11 +24,23 @@ top=$(cd "$here/.." && pwd)
 GO=${GO:-go}
 maintainer=${DEB_MAINTAINER:-edged maintainers <edged@localhost>}
 level=${DEB_XZ_LEVEL:-6}
+pkg=${DEB_PACKAGE:-edged}
 
 case $arch in
 arm64 | armhf | amd64) ;;
 *)
 	echo "build-deb.sh: unknown architecture $arch (arm64, armhf or amd64)" >&2
+	exit 2
+	;;
+esac
+case $pkg in
+edged) relations= ;;
+edged-kafka) relations="Provides: edged
+Conflicts: edged
+Replaces: edged
+" ;;
+*)
+	echo "build-deb.sh: unknown package $pkg (edged or edged-kafka)" >&2
 	exit 2
 	;;
 esac
@@ -130,8 +142,8 @@ chmod 0644 "$root/DEBIAN/conffiles"
 # machine's file system, so that it does not vary from one build to another.
 size=$(find "$root" -path "$root/DEBIAN" -prune -o -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d\n", (s + 1023) / 1024 }')
 cat >"$root/DEBIAN/control" <<EOF
-Package: edged
-Version: $debversion
+Package: $pkg
+${relations}Version: $debversion
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $size
@@ -149,12 +161,18 @@ Description: event-time stream processor for IoT gateways
  user edged, with its configuration in /etc/edged/edged.toml and its data
  in /var/lib/edged. Logs go to the journal.
 EOF
+if [ "$pkg" = edged-kafka ]; then
+	cat >>"$root/DEBIAN/control" <<EOF
+ .
+ This build also sends records to Kafka (type = "kafka" outputs).
+EOF
+fi
 chmod 0644 "$root/DEBIAN/control"
 
 # Reproducible: one timestamp on every file; dpkg-deb sorts the entries and
 # stamps the archive members with SOURCE_DATE_EPOCH.
 find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
-out=$outdir/edged_${debversion}_$arch.deb
+out=$outdir/${pkg}_${debversion}_$arch.deb
 dpkg-deb --root-owner-group -Zxz -z"$level" --build "$root" "$out" >/dev/null
 echo "$out"

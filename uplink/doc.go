@@ -1,10 +1,13 @@
 // Package uplink delivers the outbox: it reads the records the pipeline
 // committed, in outbox order, and sends them to upstream MQTT brokers, to a
-// file or to stdout. Each output keeps a durable cursor in the store (the
-// outbox position up to which it has delivered everything) and advances it
-// only once the records are safe on the other side: a PUBACK for MQTT QoS
-// 1 and 2, an fsync for a file. A record leaves the outbox once every
-// output has delivered it, or when the outbox quota drops it (counted).
+// NATS JetStream stream or Kafka (the fleet outputs, docs/fleet.md; Kafka
+// in the kafka build only), to a file or to stdout. Each output keeps a
+// durable cursor in the store (the outbox position up to which it has
+// delivered everything) and advances it only once the records are safe on
+// the other side: a PUBACK for MQTT QoS 1 and 2, a PubAck for JetStream, a
+// produce acknowledged by all in-sync replicas for Kafka, an fsync for a
+// file. A record leaves the outbox once every output has delivered it, or
+// when the outbox quota drops it (counted).
 //
 // # When the link goes down
 //
@@ -20,7 +23,10 @@
 // sent again, with the same device, seq and id.
 //
 // Every output runs in Run(ctx) until ctx ends and returns only when its
-// goroutines have stopped.
+// goroutines have stopped. The fleet outputs share one store-and-forward
+// loop (forward.go) over a link per connection; any failure ends the
+// connection's session, and the next starts after a backoff of 1 s
+// doubling to 60 s.
 package uplink
 
 import (
