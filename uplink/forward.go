@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged/edged/record"
@@ -52,7 +53,8 @@ type linkAck struct {
 // With liveFirst, each session sends the records committed after it
 // started (live) at once and the backlog (the records before, not yet
 // acknowledged) behind them at backlogRate records per second, oldest
-// first; without, one lane in outbox order.
+// first; without, the backlog at backlogRate first, then the live
+// records: everything in outbox order.
 type forwarder struct {
 	name        string
 	store       *store.Store
@@ -128,14 +130,20 @@ func (f *forwarder) session(ctx context.Context, l link, acks *ackSet, log *slog
 	}
 	acks.setFloor(cur)
 	f.stats.cursor.Store(cur)
-	boundary := cur // records after it are live
-	if f.liveFirst {
-		boundary = max(cur, f.store.OutboxLastSeq())
-	}
+	boundary := max(cur, f.store.OutboxLastSeq()) // records after it are live
 	f.stats.boundary.Store(boundary)
 	if boundary > cur {
-		log.Info("replaying the backlog behind live records", "records", boundary-cur, "rate", f.backlogRate)
+		if f.liveFirst {
+			log.Info("replaying the backlog behind live records", "records", boundary-cur, "rate", f.backlogRate)
+		} else {
+			log.Info("replaying the backlog, then live records", "records", boundary-cur, "rate", f.backlogRate)
+		}
 	}
+	// Without liveFirst the live lane waits for the whole backlog, so that
+	// everything goes in outbox order; it does not start if the backlog
+	// failed (a record after a lost one would reach the broker first).
+	backlogDone := make(chan struct{})
+	var backlogOK atomic.Bool
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	slots := make(chan struct{}, f.inflight)
@@ -171,6 +179,16 @@ func (f *forwarder) session(ctx context.Context, l link, acks *ackSet, log *slog
 	// Live: everything after the boundary, as it is committed.
 	go func() {
 		defer wg.Done()
+		if !f.liveFirst {
+			select {
+			case <-backlogDone:
+			case <-sctx.Done():
+				return
+			}
+			if !backlogOK.Load() {
+				return
+			}
+		}
 		pos := boundary
 		for {
 			recs, err := next(sctx, f.store, pos, 256)
@@ -191,6 +209,7 @@ func (f *forwarder) session(ctx context.Context, l link, acks *ackSet, log *slog
 	// Backlog: (cur, boundary], oldest first, rate limited.
 	go func() {
 		defer wg.Done()
+		defer close(backlogDone)
 		var tick <-chan time.Time
 		if f.backlogRate > 0 && boundary > cur {
 			t := time.NewTicker(time.Duration(float64(time.Second) / f.backlogRate))
@@ -215,7 +234,11 @@ func (f *forwarder) session(ctx context.Context, l link, acks *ackSet, log *slog
 				return
 			}
 		}
-		if boundary > cur && sctx.Err() == nil {
+		if sctx.Err() != nil {
+			return
+		}
+		backlogOK.Store(true)
+		if boundary > cur {
 			log.Info("backlog sent", "up_to", boundary)
 		}
 	}()
