@@ -169,6 +169,10 @@ func matchAny(globs []string, s string) bool {
 	return false
 }
 
+// Glob reports whether s matches pattern, as the globs of windows' and
+// detectors' filters do: '*' any run of bytes ('/' included), '?' any one.
+func Glob(pattern, s string) bool { return glob(pattern, s) }
+
 // glob matches s against a pattern of literal bytes, '*' (any run) and '?'
 // (any one byte). It does not allocate.
 func glob(p, s string) bool {

@@ -44,7 +44,15 @@ type MQTT struct {
 	BatchTopic  string
 	StatusTopic string
 	LatestTopic string // "" disables the retained latest values
-	HAPrefix    string // "" disables Home Assistant discovery
+	// LatestAlertTopic gets the latest alert of each detector and key,
+	// retained ({device}, {detector}, {key}); "" disables it.
+	LatestAlertTopic string
+	HAPrefix         string // "" disables Home Assistant discovery
+	// HAClassOf, when set, says what a window's key measures, for its
+	// discovery configs.
+	HAClassOf func(window, key string) HAClass
+	// Version is edged's, for the discovery configs' device and origin.
+	Version     string
 	Inflight    int
 	Batch       int
 	BacklogRate float64 // messages/s of the backlog, 0: no limit
@@ -55,8 +63,8 @@ type MQTT struct {
 	Logger   *slog.Logger
 
 	stats  outStats
-	haMu   sync.Mutex
-	haSeen map[string]bool
+	ha     haState
+	haOnce sync.Once
 	// ids maps a message's first position to its packet id once sent.
 	idMu sync.Mutex
 	ids  map[uint64]uint16
@@ -225,12 +233,23 @@ func (m *MQTT) connect(ctx context.Context, tlsCfg *tls.Config) (*mqttconn.Publi
 	if m.StatusTopic != "" {
 		o.WillTopic, o.WillBody, o.WillRetain = m.statusTopic(), []byte("offline"), true
 	}
+	if m.HAPrefix != "" {
+		m.haInit()
+		o.OnMessage = m.haBirth
+	}
 	p, err := mqttconn.DialPublisher(ctx, m.Broker, o)
 	if err != nil {
 		return nil, err
 	}
 	if m.StatusTopic != "" {
 		p.Publish(m.statusTopic(), 0, true, []byte("online"))
+	}
+	if m.HAPrefix != "" {
+		// Home Assistant's birth message asks for the discovery configs.
+		if err := p.Subscribe([]string{m.HAPrefix + "/status"}, 0); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -359,6 +378,24 @@ func (m *MQTT) session(ctx context.Context, c *mqttconn.Publisher, acks *ackSet,
 			log.Info("backlog replayed", "up_to", boundary)
 		}
 	}()
+	// Home Assistant discovery: every known entity again on this
+	// connection, and whenever Home Assistant comes online.
+	if m.HAPrefix != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.haAnnounce(c)
+			for {
+				select {
+				case <-sctx.Done():
+					return
+				case <-m.ha.birth:
+					log.Info("Home Assistant came online: discovery configs published again")
+					m.haAnnounce(c)
+				}
+			}
+		}()
+	}
 	err = <-errc
 	cancel()
 	wg.Wait()

@@ -441,7 +441,7 @@ func TestHADiscoveryAndLatest(t *testing.T) {
 			t.Errorf("discovery config lacks %q: %v", f, d)
 		}
 	}
-	if d["state_topic"] != "edged/gw-01/latest/w/k0" || d["value_template"] != "{{ value_json.count }}" || d["unique_id"] != "edged_gw-01_w_k0_count" {
+	if d["state_topic"] != "edged/gw-01/latest/w/k0" || d["value_template"] != "{{ value_json['count'] }}" || d["unique_id"] != "edged_gw-01_w_k0_count" {
 		t.Errorf("discovery config %v", d)
 	}
 	dev := d["device"].(map[string]any)

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/edged/edged/internal/config"
+	"github.com/edged/edged/pipeline"
 	"github.com/edged/edged/store"
 	"github.com/edged/edged/uplink"
 )
@@ -28,10 +29,10 @@ func outputs(cfg *config.Config, st *store.Store, log *slog.Logger) ([]uplink.Ou
 				QoS: byte(o.QoS), Topic: o.Topic, AlertTopic: o.AlertTopic, BatchTopic: o.BatchTopic, StatusTopic: o.StatusTopic,
 				Inflight: o.Inflight, Batch: o.Batch, BacklogRate: *o.BacklogRate, Keepalive: o.Keepalive.D(), Store: st, Logger: log}
 			if o.Latest != nil && *o.Latest {
-				m.LatestTopic = o.LatestTopic
+				m.LatestTopic, m.LatestAlertTopic = o.LatestTopic, o.LatestAlertTopic
 			}
 			if o.HADiscovery {
-				m.HAPrefix = o.HAPrefix
+				m.HAPrefix, m.HAClassOf, m.Version = o.HAPrefix, haClassOf(cfg), version
 			}
 			outs = append(outs, m)
 		case "jetstream":
@@ -49,4 +50,21 @@ func outputs(cfg *config.Config, st *store.Store, log *slog.Logger) ([]uplink.Ou
 		}
 	}
 	return outs, st.RegisterOutputs(names)
+}
+
+// haClassOf returns what the window's ha entries say a key measures: the
+// first entry whose match fits the key (a glob as in a detector's match).
+func haClassOf(cfg *config.Config) func(window, key string) uplink.HAClass {
+	classes := map[string][]config.HAClass{}
+	for _, w := range cfg.Windows {
+		classes[w.Name] = w.HA
+	}
+	return func(window, key string) uplink.HAClass {
+		for _, c := range classes[window] {
+			if c.Match == "" || pipeline.Glob(c.Match, key) {
+				return uplink.HAClass{Unit: c.Unit, DeviceClass: c.DeviceClass, StateClass: c.StateClass}
+			}
+		}
+		return uplink.HAClass{}
+	}
 }

@@ -207,6 +207,9 @@ func (c *Config) setDefaults(m *meta) {
 		if o.LatestTopic == "" {
 			o.LatestTopic = "edged/{device}/latest/{window}/{key}"
 		}
+		if o.LatestAlertTopic == "" {
+			o.LatestAlertTopic = "edged/{device}/latest_alert/{detector}/{key}"
+		}
 		if o.Latest == nil {
 			t := true
 			o.Latest = &t

@@ -266,6 +266,29 @@ type Window struct {
 	// EarlyEvery, when set, emits partial results ("final": false) of open
 	// windows every so often in processing time.
 	EarlyEvery Duration `toml:"early_every"`
+
+	// HA tells Home Assistant what the window's values measure, for the
+	// MQTT outputs with ha_discovery: the first entry whose match fits a
+	// key gives its sensors' unit, device class and state class.
+	HA []HAClass `toml:"ha"`
+}
+
+// HAClass describes a window's values to Home Assistant (the
+// unit_of_measurement, device_class and state_class of its MQTT sensors),
+// e.g. { match = "*/temp", unit_of_measurement = "°C", device_class =
+// "temperature" }. The count aggregate gets neither unit nor device class.
+type HAClass struct {
+	// Match is a glob on the window's key ("boiler-*/temp"); empty matches
+	// every key.
+	Match string `toml:"match"`
+	// Unit is the values' unit_of_measurement, such as "°C", "%" or "kWh".
+	Unit string `toml:"unit_of_measurement"`
+	// DeviceClass is one of Home Assistant's numeric sensor device classes,
+	// such as "temperature", "humidity", "power", "energy", "voltage".
+	DeviceClass string `toml:"device_class"`
+	// StateClass: "measurement" (default), "measurement_angle", "total" or
+	// "total_increasing".
+	StateClass string `toml:"state_class"`
 }
 
 // Detector is one anomaly detector. Only the keys of the stable core are
@@ -372,9 +395,18 @@ type Output struct {
 	// "edged/{device}/latest/{window}/{key}".
 	Latest      *bool  `toml:"latest"`
 	LatestTopic string `toml:"latest_topic"`
+	// LatestAlertTopic gets the latest alert of each detector and key,
+	// retained (with latest on), so that a dashboard sees which alerts
+	// fire now. Default "edged/{device}/latest_alert/{detector}/{key}".
+	LatestAlertTopic string `toml:"latest_alert_topic"`
 	// HADiscovery publishes Home Assistant MQTT discovery configs (retained)
-	// for each window, key and aggregate under HAPrefix (default
-	// "homeassistant"), so they appear in Home Assistant as sensors.
+	// under HAPrefix (default "homeassistant"): a sensor for each window,
+	// key and aggregate (state on latest_topic; unit and classes from the
+	// window's ha entries) and a binary_sensor for each detector and key
+	// (on while firing, the reason as an attribute; state on
+	// latest_alert_topic). Needs latest on. They are published again at
+	// every reconnect and when Home Assistant announces itself ("online"
+	// on <ha_prefix>/status).
 	HADiscovery bool   `toml:"ha_discovery"`
 	HAPrefix    string `toml:"ha_prefix"`
 

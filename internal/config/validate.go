@@ -60,6 +60,7 @@ func (c *Config) validate(m *meta) {
 		l := loc{key: "window", disp: "window"}.index(i, w.Name)
 		v.name(l, w.Name, "window", names)
 		v.window(l, w, c.Sources, sourceNames)
+		v.haClasses(l, w.HA)
 	}
 	names = map[string]string{}
 	for i := range c.Detectors {
@@ -625,10 +626,13 @@ func (v validator) output(l loc, o *Output) {
 	case "mqtt":
 		v.broker(l.child("broker"), o.Broker, "mqtt output")
 		for _, t := range []struct{ key, val string }{{"topic", o.Topic}, {"alert_topic", o.AlertTopic}, {"batch_topic", o.BatchTopic},
-			{"status_topic", o.StatusTopic}, {"latest_topic", o.LatestTopic}} {
+			{"status_topic", o.StatusTopic}, {"latest_topic", o.LatestTopic}, {"latest_alert_topic", o.LatestAlertTopic}} {
 			if strings.ContainsAny(t.val, "+#") {
 				v.add(l.child(t.key), "invalid topic %q: the wildcards + and # cannot be used when publishing", t.val)
 			}
+		}
+		if o.HADiscovery && o.Latest != nil && !*o.Latest {
+			v.add(l.child("ha_discovery"), "Home Assistant reads the values from the retained latest topics: set latest = true, or remove ha_discovery")
 		}
 		if (o.TLSCert == "") != (o.TLSKey == "") {
 			v.add(l.child("tls_key"), "set both tls_cert and tls_key (the client certificate and its key), or neither")

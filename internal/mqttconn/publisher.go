@@ -16,9 +16,10 @@ import (
 // on Acks from a reader goroutine of its own. A Publisher serves one
 // connection: after an error, dial a new one.
 type Publisher struct {
-	c    *Conn
-	acks chan uint16
-	wg   sync.WaitGroup
+	c     *Conn
+	acks  chan uint16
+	onMsg func(topic, payload []byte, retained bool)
+	wg    sync.WaitGroup
 }
 
 // PublisherOptions configures DialPublisher.
@@ -35,6 +36,11 @@ type PublisherOptions struct {
 	// AckBuffer sizes Acks; a reader that cannot hand an ack over stops
 	// reading (backpressure). Default 4096.
 	AckBuffer int
+	// OnMessage, when set, is called on the reader goroutine with each
+	// PUBLISH the broker sends for a Subscribe: topic and payload are valid
+	// only during the call, and it must not block (acknowledgements wait
+	// behind it). A message above QoS 0 is acknowledged after it returns.
+	OnMessage func(topic, payload []byte, retained bool)
 }
 
 // DialPublisher connects to broker (tcp, ssl, ws or wss URL) with a clean
@@ -50,7 +56,7 @@ func DialPublisher(ctx context.Context, broker string, o PublisherOptions) (*Pub
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{c: c, acks: make(chan uint16, o.AckBuffer)}
+	p := &Publisher{c: c, acks: make(chan uint16, o.AckBuffer), onMsg: o.OnMessage}
 	p.wg.Add(1)
 	go p.reader()
 	return p, nil
@@ -60,6 +66,13 @@ func DialPublisher(ctx context.Context, broker string, o PublisherOptions) (*Pub
 // broker's acknowledgement of a QoS 1 or 2 message comes on Acks.
 func (p *Publisher) Publish(topic string, qos byte, retain bool, payload []byte) (uint16, error) {
 	return p.c.Publish(topic, qos, retain, payload)
+}
+
+// Subscribe queues a SUBSCRIBE of filters at qos; what the broker sends
+// for it goes to PublisherOptions.OnMessage (ignored without one).
+func (p *Publisher) Subscribe(filters []string, qos byte) error {
+	_, err := p.c.Subscribe(filters, qos)
+	return err
 }
 
 // Acks reports the packet ids the broker acknowledged (PUBACK for QoS 1,
@@ -87,6 +100,13 @@ func (p *Publisher) reader() {
 			return
 		}
 		switch pk.Type {
+		case PUBLISH:
+			if p.onMsg != nil {
+				p.onMsg(pk.Topic, pk.Payload, pk.Retain)
+			}
+			if pk.QoS > 0 {
+				p.c.Ack([]Ack{{ID: pk.ID, QoS: pk.QoS}})
+			}
 		case PUBACK, PUBCOMP:
 			select {
 			case p.acks <- pk.ID:
