@@ -9,7 +9,7 @@ import (
 
 func init() { register("anomaly", newAnomaly) }
 
-// anomaly is the detector that needs no tuning: four cheap on-line tests
+// anomaly is the detector that needs no tuning: five cheap on-line tests
 // of each reading against what its key did before, graded on the common
 // score scale; the alert fires when the highest score reaches MinScore
 // (default 0.75, about 5.7 sigma).
@@ -28,12 +28,17 @@ func init() { register("anomaly", newAnomaly) }
 //     first reading even when the new level is within the usual range of
 //     a swinging signal, and it learns the jumps a series makes as a
 //     matter of course (a square wave's edges).
-//  3. Level shift: the median of the last recentN readings against the
+//  3. Stuck: the same value, exactly, for at least minStuck readings in a
+//     row, longer than the longest such run lately and longer than the
+//     series' share of repeated readings makes likely (run lengths are
+//     geometric): a sensor that froze. A coarse sensor that repeats its
+//     value half the time must repeat it for about 35 readings.
+//  4. Level shift: the median of the last recentN readings against the
 //     long-term median, in standard errors of a median of recentN
 //     readings; the readings' autocorrelation (lag 1, learned) shrinks
 //     their effective number, so a slowly wandering series is not judged
 //     as if its readings were independent.
-//  4. Distribution change, as relative-entropy detectors do: the histogram
+//  5. Distribution change, as relative-entropy detectors do: the histogram
 //     of the last recentN readings (over anomalyBins bins cut at the
 //     long-term quantiles when the key warmed up) against the histograms
 //     seen before. Each histogram that recurs becomes a known pattern; a
@@ -63,8 +68,8 @@ func init() { register("anomaly", newAnomaly) }
 //
 // What it does not catch: a value that is wrong for its time but usual
 // for the series (a daily peak at night: it knows no seasons), a slow
-// drift that stays within the usual range, a sensor that stops (deadman)
-// or sticks at a usual value of a slow signal (flatline).
+// drift that stays within the usual range, a sensor that stops sending
+// (deadman), or one stuck at a value that wobbles in its last digit.
 type anomaly struct {
 	name     string
 	minScore float64
@@ -101,6 +106,9 @@ const (
 	// counts as: 3 sigma, so that a change twice as large (6 sigma) fires
 	// at the default MinScore (5.66 sigma).
 	jumpZ = 3.0
+	// minStuck is the shortest run of one value the stuck test judges: a
+	// few repeats of a coarse sensor's value are chance.
+	minStuck = 8
 )
 
 func newAnomaly(s Spec) (Detector, error) {
@@ -174,6 +182,11 @@ type anomalyState struct {
 	// twofold a reading once the key warmed up.
 	jump float64
 
+	// run counts the readings equal to the one before, in a row; longest
+	// is the longest such run that ended lately (it decays like jump);
+	// repeats is the share of readings equal to the one before, lately.
+	run, longest, repeats float64
+
 	// The distribution test: bin edges (set when the key warmed up), the
 	// counts of the recent window per bin, and the patterns: log
 	// probabilities per bin and how many windows matched each.
@@ -189,6 +202,7 @@ type anomalyState struct {
 const (
 	testOutlier = iota
 	testJump
+	testStuck
 	testLevel
 	testDistribution
 )
@@ -201,6 +215,7 @@ type verdict struct {
 	rmed       float64 // recent median
 	neff       float64 // effective number of recent readings
 	jump       float64 // the change from the previous reading
+	run        float64 // readings equal to the one before, this one included
 	g          float64 // distribution test: G against the closest usual pattern
 	usual      int     // usual patterns
 }
@@ -337,7 +352,17 @@ func (s *anomalyState) judge(v float64, sd *sideSpread, gs *[maxPatterns]float64
 			vd.jump = math.Abs(v - s.step.prev)
 		}
 	}
-	// 3. The recent median, in standard errors of a median of neff
+	// 3. The same value again, for longer than the longest run lately
+	// and longer than the series' share of repeats makes likely.
+	if s.step.has && v == s.step.prev {
+		if run := s.run + 1; run >= minStuck {
+			if z := min(jumpZ*run/max(s.longest, 1), s.runZ(run)); z > vd.z {
+				vd.z, vd.test = z, testStuck
+				vd.run = run
+			}
+		}
+	}
+	// 4. The recent median, in standard errors of a median of neff
 	// readings: 1.2533 sigma / sqrt(neff).
 	rmed := median(s.rsorted[:s.nrec])
 	vd.rmed = rmed
@@ -355,7 +380,7 @@ func (s *anomalyState) judge(v float64, sd *sideSpread, gs *[maxPatterns]float64
 			vd.z, vd.test = z, testLevel
 		}
 	}
-	// 4. The recent histogram against the usual patterns.
+	// 5. The recent histogram against the usual patterns.
 	if s.binned && s.nrec == recentN {
 		g, usual := math.Inf(1), 0
 		for i := range s.patterns {
@@ -417,6 +442,19 @@ func searchAbove(a []float64, v float64) int {
 		}
 	}
 	return lo
+}
+
+// runZ is how unlikely a run of run readings equal to the one before is
+// in a series where a share repeats of the readings repeat the one before
+// (geometric run lengths): the standard normal deviate of the chance that
+// a run this long starts somewhere in anomalyHorizon readings.
+func (s *anomalyState) runZ(run float64) float64 {
+	// At least the current run: a series that always repeats is one run.
+	p := max(anomalyHorizon*(1-s.repeats), 1) * math.Pow(s.repeats, run)
+	if p >= 0.5 {
+		return 0
+	}
+	return math.Sqrt2 * math.Erfinv(1-2*p)
 }
 
 // edgeZ[n] is rankZ(1, n): how extreme the most extreme of n samples is.
@@ -536,6 +574,18 @@ func (s *anomalyState) learn(v float64, sd *sideSpread) {
 			dv = min(dv, 2*s.jump)
 		}
 		s.jump = max(s.jump*jumpDecay, dv)
+		s.longest *= jumpDecay
+		rep := 0.0
+		if v == s.step.prev {
+			rep = 1
+		}
+		s.repeats += (rep - s.repeats) / float64(min(s.seen, anomalyHorizon))
+		if v == s.step.prev {
+			s.run++
+		} else {
+			s.longest = max(s.longest, s.run) // a run counts once it ended
+			s.run = 0
+		}
 	}
 	if s.nref >= 2 {
 		c := min(max(v, sd.med-3*sd.down), sd.med+3*sd.up) // clipped: spikes do not hide the correlation
@@ -615,6 +665,9 @@ func (s *anomalyState) reason(firing bool, v float64, vd *verdict) string {
 	case testJump:
 		return fmt.Sprintf("%sjump: value %s changed by %s from the previous reading, %.3g times the largest change lately (%s); long-term median %s",
 			back, FormatValue(v), FormatValue(vd.jump), vd.z/jumpZ, FormatValue(s.jump), FormatValue(vd.med))
+	case testStuck:
+		return fmt.Sprintf("%sstuck: value %s unchanged for %.0f readings in a row, %.3g times the longest such run lately (%.0f; %.3g%% of the readings repeat the one before)",
+			back, FormatValue(v), vd.run, vd.run/max(s.longest, 1), max(s.longest, 1), 100*s.repeats)
 	case testDistribution:
 		return fmt.Sprintf("%sdistribution change: the last %d readings (value %s) match none of the %d usual patterns (G %.3g, %d bins, %.3g at most to match)",
 			back, s.nrec, FormatValue(v), vd.usual, vd.g, anomalyBins, patternMatch)
@@ -630,8 +683,10 @@ func (s *anomalyState) reason(firing bool, v float64, vd *verdict) string {
 func (s *anomalyState) NextTimer() int64                { return NoTimer }
 func (s *anomalyState) Advance(string, int64, *Emitter) {}
 
+// anomaly states are encoded as version 2; version 1 (before the stuck
+// test's run and longest) is still restored, with both starting at 0.
 func (s *anomalyState) AppendState(b []byte) []byte {
-	b = append(b, 1)
+	b = append(b, 2)
 	b = appendLifecycle(b, &s.Lifecycle)
 	b = appendI64(b, s.calm)
 	b = appendStep(b, &s.step)
@@ -646,7 +701,7 @@ func (s *anomalyState) AppendState(b []byte) []byte {
 	for j := range s.nrec {
 		b = appendF64(b, s.recent[(s.head+j)%recentN])
 	}
-	for _, x := range []float64{s.acN, s.acMean, s.acVar, s.acCov, s.acPrev, s.jump} {
+	for _, x := range []float64{s.acN, s.acMean, s.acVar, s.acCov, s.acPrev, s.jump, s.run, s.longest, s.repeats} {
 		b = appendF64(b, x)
 	}
 	b = appendBool(b, s.binned)
@@ -665,7 +720,7 @@ func (s *anomalyState) AppendState(b []byte) []byte {
 
 func (s *anomalyState) RestoreState(b []byte) error {
 	d := decoder{b: b}
-	d.version(1)
+	version := d.versions(1, 2)
 	d.lifecycle(&s.Lifecycle)
 	s.calm = d.i64()
 	d.stepTracker(&s.step)
@@ -699,7 +754,12 @@ func (s *anomalyState) RestoreState(b []byte) error {
 			d.err = errState
 		}
 	}
-	for _, p := range []*float64{&s.acN, &s.acMean, &s.acVar, &s.acCov, &s.acPrev, &s.jump} {
+	fs := []*float64{&s.acN, &s.acMean, &s.acVar, &s.acCov, &s.acPrev, &s.jump}
+	s.run, s.longest, s.repeats = 0, 0, 0
+	if version >= 2 {
+		fs = append(fs, &s.run, &s.longest, &s.repeats)
+	}
+	for _, p := range fs {
 		*p = d.f64()
 		if d.err == nil && !finite(*p) {
 			d.err = errState

@@ -54,6 +54,14 @@ func TestAnomaly(t *testing.T) {
 		t.Fatalf("variance change: %s", fmtAlerts(got))
 	}
 
+	// A sensor that freezes: its value, exactly, for 8 readings in a row
+	// (it never repeated before).
+	frozen := readings(sec(200), 1000, slices.Repeat([]float64{base[199].v}, 30)...)
+	got = feed(t, mustNew(t, s).NewState(), series(base, frozen))
+	if len(got) != 1 || got[0].TS != sec(207) || !strings.Contains(got[0].Reason, "stuck: value") {
+		t.Fatalf("stuck: %s", fmtAlerts(got))
+	}
+
 	// A constant series that moves: a level change, reported once, with a
 	// finite score.
 	flat := readings(sec(0), 1000, slices.Repeat([]float64{42}, 150)...)
@@ -84,6 +92,7 @@ func TestAnomalyQuietOnUsualSeries(t *testing.T) {
 		"constant":    func(int) float64 { return 42 },
 		"noise":       func(int) float64 { return 10 + rng.NormFloat64() },
 		"random walk": func(int) float64 { walk += rng.NormFloat64(); return walk },
+		"coarse":      func(int) float64 { return math.Round(10 + 0.6*rng.NormFloat64()) },
 		"counts": func(i int) float64 {
 			return math.Round(40 + 30*math.Sin(float64(i)*2*math.Pi/288) + 6*rng.NormFloat64())
 		},
@@ -99,6 +108,31 @@ func TestAnomalyQuietOnUsualSeries(t *testing.T) {
 		if len(out.Alerts) != 0 {
 			t.Errorf("%s: %d alerts, first %s", name, len(out.Alerts), fmtAlerts(out.Alerts[:1]))
 		}
+	}
+}
+
+// A version 1 state (before the stuck test) restores, its runs at 0.
+func TestAnomalyRestoreVersion1(t *testing.T) {
+	d := mustNew(t, Spec{Type: "anomaly"})
+	st := d.NewState().(*anomalyState)
+	var out Emitter
+	for i := range 300 {
+		st.Observe(&Event{Key: "k", Value: math.Sin(float64(i) / 7), TS: t0 + int64(i)*1000}, &out)
+	}
+	st.run, st.longest, st.repeats = 0, 0, 0
+	v2 := st.AppendState(nil)
+	// Version 1 is version 2 without the last three numbers of the
+	// autocorrelation block: rebuild it from the parts.
+	tail := len(v2) - (1 + 8*(anomalyBins-1) + 8 + st.patterns*(4*anomalyBins+4)) // binned, edges, patterns
+
+	v1 := append([]byte{1}, v2[1:tail-24]...)
+	v1 = append(v1, v2[tail:]...)
+	back := d.NewState().(*anomalyState)
+	if err := back.RestoreState(v1); err != nil {
+		t.Fatal(err)
+	}
+	if again := back.AppendState(nil); string(again) != string(v2) {
+		t.Fatal("a version 1 state does not restore to the same state")
 	}
 }
 

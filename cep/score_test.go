@@ -100,7 +100,7 @@ func TestDebounce(t *testing.T) {
 	for i := range 200 {
 		base = append(base, rd(sec(float64(i)), []float64{10, 11, 12, 11}[i%4]))
 	}
-	burst := readings(sec(200), 1000, 50, 11, 11, 50, 11, 11, 50, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11)
+	burst := readings(sec(200), 1000, 50, 10, 11, 50, 12, 11, 50, 10, 11, 12, 11, 10, 11, 12, 11, 10, 11, 12, 11, 10, 11, 12, 11, 10)
 	for _, s := range []Spec{
 		{Type: "zscore", Window: time.Minute},
 		{Type: "mad", Window: time.Minute},
